@@ -1,0 +1,13 @@
+//! What the gateway works with, free of gRPC and Kafka client types: validated topic
+//! names, records going in and out, and what a subscription asks for. Everything
+//! here is checked on construction, so the Kafka layer receives only valid input.
+
+mod error;
+mod record;
+mod subscription;
+mod topic;
+
+pub use error::ValidationError;
+pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
+pub use subscription::{GroupStart, PartitionStart, SubscriptionSpec};
+pub use topic::TopicName;

@@ -1,0 +1,202 @@
+use super::{TopicName, ValidationError};
+
+/// What a Subscribe stream reads, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionSpec {
+    /// Join a consumer group; the group assigns partitions and keeps offsets.
+    Group {
+        /// Kafka `group.id`.
+        group_id: String,
+        /// Topics to subscribe to, each once.
+        topics: Vec<TopicName>,
+        /// Where to start partitions the group has no committed offset for.
+        start: GroupStart,
+    },
+    /// Read partitions directly, with no group and no commits.
+    Partitions {
+        /// Topics to read, each once.
+        topics: Vec<TopicName>,
+        /// Partitions to read in every topic; `None` reads all of them. Always
+        /// `None` with [`PartitionStart::Offsets`], whose entries name the partitions.
+        partitions: Option<Vec<i32>>,
+        /// Where to start.
+        start: PartitionStart,
+    },
+}
+
+/// Start of a group subscription, used where the group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStart {
+    /// Records written from now on.
+    Latest,
+    /// The oldest records still kept.
+    Earliest,
+}
+
+/// Start of a partition subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionStart {
+    /// Records written from now on.
+    Latest,
+    /// The oldest records still kept.
+    Earliest,
+    /// The first record at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+    /// Exactly these partitions, each from its offset.
+    Offsets(Vec<(TopicName, i32, i64)>),
+}
+
+impl SubscriptionSpec {
+    /// A consumer group subscription.
+    pub fn group(
+        group_id: &str,
+        topics: Vec<TopicName>,
+        start: GroupStart,
+    ) -> Result<SubscriptionSpec, ValidationError> {
+        if group_id.trim().is_empty() || group_id.len() > 255 {
+            return Err(ValidationError::Subscription(format!(
+                "group_id {group_id:?} must have 1 to 255 characters and not be blank"
+            )));
+        }
+        Ok(SubscriptionSpec::Group {
+            group_id: group_id.to_string(),
+            topics: unique_topics(topics)?,
+            start,
+        })
+    }
+
+    /// A partition subscription without a group.
+    pub fn partitions(
+        topics: Vec<TopicName>,
+        partitions: Vec<i32>,
+        start: PartitionStart,
+    ) -> Result<SubscriptionSpec, ValidationError> {
+        let topics = unique_topics(topics)?;
+        if let Some(&partition) = partitions.iter().find(|p| **p < 0) {
+            return Err(ValidationError::NegativePartition {
+                field: "partitions",
+                partition,
+            });
+        }
+        let partitions = if partitions.is_empty() {
+            None
+        } else {
+            let mut sorted = partitions.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != partitions.len() {
+                return Err(ValidationError::Subscription(
+                    "partitions names a partition twice: list each once".into(),
+                ));
+            }
+            Some(partitions)
+        };
+        if let PartitionStart::Offsets(offsets) = &start {
+            if partitions.is_some() {
+                return Err(ValidationError::Subscription(
+                    "partitions must be empty with START_POSITION_OFFSET: start_offsets names the partitions to read".into(),
+                ));
+            }
+            if offsets.is_empty() {
+                return Err(ValidationError::Subscription(
+                    "START_POSITION_OFFSET needs start_offsets: give a partition and offset for each partition to read".into(),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (topic, partition, offset) in offsets {
+                if !topics.contains(topic) {
+                    return Err(ValidationError::Subscription(format!(
+                        "start_offsets names topic {topic:?}, which is not in topics"
+                    )));
+                }
+                if *partition < 0 {
+                    return Err(ValidationError::NegativePartition {
+                        field: "start_offsets.partition",
+                        partition: *partition,
+                    });
+                }
+                if *offset < 0 {
+                    return Err(ValidationError::Subscription(format!(
+                        "start_offsets offset {offset} for {topic}/{partition} is negative: offsets start at 0"
+                    )));
+                }
+                if !seen.insert((topic, partition)) {
+                    return Err(ValidationError::Subscription(format!(
+                        "start_offsets names {topic}/{partition} twice: list each partition once"
+                    )));
+                }
+            }
+        }
+        Ok(SubscriptionSpec::Partitions {
+            topics,
+            partitions,
+            start,
+        })
+    }
+
+    /// The topics the subscription reads.
+    pub fn topics(&self) -> &[TopicName] {
+        match self {
+            SubscriptionSpec::Group { topics, .. }
+            | SubscriptionSpec::Partitions { topics, .. } => topics,
+        }
+    }
+}
+
+fn unique_topics(topics: Vec<TopicName>) -> Result<Vec<TopicName>, ValidationError> {
+    if topics.is_empty() {
+        return Err(ValidationError::Subscription(
+            "topics is empty: name at least one topic to read".into(),
+        ));
+    }
+    let mut sorted = topics.clone();
+    sorted.sort();
+    if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ValidationError::Subscription(format!(
+            "topics names {:?} twice: list each topic once",
+            pair[0].as_str()
+        )));
+    }
+    Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> TopicName {
+        TopicName::new(name).unwrap()
+    }
+
+    #[test]
+    fn offsets_must_name_known_topics_once() {
+        let start = PartitionStart::Offsets(vec![(topic("b"), 0, 1)]);
+        assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
+        let start = PartitionStart::Offsets(vec![(topic("a"), 0, 1), (topic("a"), 0, 2)]);
+        assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
+        let start = PartitionStart::Offsets(vec![(topic("a"), 0, -1)]);
+        assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
+        let start = PartitionStart::Offsets(vec![(topic("a"), 0, 0)]);
+        SubscriptionSpec::partitions(vec![topic("a")], vec![], start).unwrap();
+    }
+
+    #[test]
+    fn topics_and_partitions_are_each_named_once() {
+        assert!(SubscriptionSpec::partitions(vec![], vec![], PartitionStart::Latest).is_err());
+        assert!(SubscriptionSpec::partitions(
+            vec![topic("a"), topic("a")],
+            vec![],
+            PartitionStart::Latest
+        )
+        .is_err());
+        assert!(
+            SubscriptionSpec::partitions(vec![topic("a")], vec![1, 1], PartitionStart::Latest)
+                .is_err()
+        );
+        assert!(
+            SubscriptionSpec::partitions(vec![topic("a")], vec![-1], PartitionStart::Latest)
+                .is_err()
+        );
+        assert!(SubscriptionSpec::group(" ", vec![topic("a")], GroupStart::Latest).is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! Turns a partition subscription into exact (topic, partition, start offset)
+//! triples before any consumer exists, so a stream's start is fixed when Subscribe
+//! returns and bad partitions or offsets fail the call, not the stream.
+
+use crate::{
+    domain::{PartitionStart, TopicName},
+    kafka::{
+        metadata::{OffsetLookup, TopicLookup},
+        Error,
+    },
+};
+use rdkafka::Offset;
+
+/// Resolves what a partition subscription reads and where each partition starts.
+pub(super) async fn resolve(
+    topics: &TopicLookup,
+    offsets: &OffsetLookup,
+    names: &[TopicName],
+    partitions: Option<Vec<i32>>,
+    start: PartitionStart,
+) -> Result<Vec<(TopicName, i32, Offset)>, Error> {
+    let chosen: Vec<(TopicName, i32)> = match (&start, partitions) {
+        (PartitionStart::Offsets(list), _) => {
+            list.iter().map(|(t, p, _)| (t.clone(), *p)).collect()
+        }
+        (_, Some(subset)) => names
+            .iter()
+            .flat_map(|t| subset.iter().map(move |p| (t.clone(), *p)))
+            .collect(),
+        (_, None) => {
+            let mut all = Vec::new();
+            for topic in names {
+                let count = topics.partition_count(topic).await?;
+                all.extend((0..count).map(|p| (topic.clone(), p)));
+            }
+            all
+        }
+    };
+    for (topic, partition) in &chosen {
+        topics.check_partition(topic, *partition).await?;
+    }
+    let starts: Vec<Offset> = match start {
+        PartitionStart::Earliest => vec![Offset::Beginning; chosen.len()],
+        // The current end, fixed now: "latest" resolved later by the consumer would
+        // skip records published between Subscribe returning and the first fetch.
+        PartitionStart::Latest => offsets
+            .watermarks(chosen.clone())
+            .await?
+            .into_iter()
+            .map(|(_, high)| Offset::Offset(high))
+            .collect(),
+        PartitionStart::Timestamp(ms) => {
+            let found = offsets.offsets_for_time(chosen.clone(), ms).await?;
+            let ends = offsets.watermarks(chosen.clone()).await?;
+            found
+                .into_iter()
+                .zip(ends)
+                .map(|(at, (_, high))| Offset::Offset(at.unwrap_or(high)))
+                .collect()
+        }
+        PartitionStart::Offsets(list) => {
+            let marks = offsets.watermarks(chosen.clone()).await?;
+            let mut starts = Vec::with_capacity(list.len());
+            for ((topic, partition, offset), (low, high)) in list.into_iter().zip(marks) {
+                if offset < low || offset > high {
+                    return Err(Error::OffsetOutOfRange {
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                        low,
+                        high,
+                    });
+                }
+                starts.push(Offset::Offset(offset));
+            }
+            starts
+        }
+    };
+    Ok(chosen
+        .into_iter()
+        .zip(starts)
+        .map(|((topic, partition), offset)| (topic, partition, offset))
+        .collect())
+}

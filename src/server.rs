@@ -1,0 +1,139 @@
+//! Builds the gateway (managers and gRPC services) and runs it until shutdown.
+
+use crate::{
+    config::Config,
+    kafka::{self, ConsumerManager, KafkaSettings, ProducerManager},
+    transport::{
+        proto::{
+            publisher_service_server::PublisherServiceServer,
+            subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
+        },
+        Publisher, Subscriber,
+    },
+};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+/// Why the gateway could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A Kafka client could not be created (usually a bad `--kafka-config`).
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not load the API descriptors.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The gateway: the shared managers and the settings of its gRPC server.
+pub struct Gateway {
+    producer: Arc<ProducerManager>,
+    consumers: Arc<ConsumerManager>,
+    shutdown: CancellationToken,
+    max_message_bytes: usize,
+    max_request_bytes: usize,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Creates the Kafka clients for `brokers`. Nothing connects yet: librdkafka
+    /// connects in the background, and requests fail with UNAVAILABLE until it can.
+    pub fn new(config: &Config, brokers: String) -> Result<Gateway, ServeError> {
+        let settings = KafkaSettings::new(config, brokers);
+        let shutdown = CancellationToken::new();
+        Ok(Gateway {
+            producer: Arc::new(ProducerManager::new(&settings)?),
+            consumers: Arc::new(ConsumerManager::new(&settings, shutdown.child_token())?),
+            shutdown,
+            max_message_bytes: config.max_message_bytes,
+            max_request_bytes: config.max_request_bytes,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// The consumer manager, to observe subscriptions (tests, later metrics).
+    pub fn consumers(&self) -> Arc<ConsumerManager> {
+        self.consumers.clone()
+    }
+
+    /// Serves on `listener` until `signal` resolves, then shuts down in order: stop
+    /// accepting, end Subscribe streams (UNAVAILABLE), let in-flight Publish calls
+    /// finish, commit and close consumers, flush the producer. Each wait is bounded
+    /// by the shutdown grace.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<PublisherServiceServer<Publisher>>()
+            .await;
+        health
+            .set_serving::<SubscriberServiceServer<Subscriber>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let publisher = PublisherServiceServer::new(Publisher::new(
+            self.producer.clone(),
+            self.max_message_bytes,
+        ))
+        .max_decoding_message_size(self.max_request_bytes);
+        let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
+            .max_decoding_message_size(self.max_request_bytes);
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "kafka-gateway listening");
+        }
+        let serving = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(publisher)
+            .add_service(subscriber)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                self.shutdown.clone().cancelled_owned(),
+            );
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            result = &mut serving => result,
+            () = signal => {
+                info!("shutting down: ending streams and finishing in-flight publishes");
+                for service in ["", "kafka_gateway.v1.PublisherService", "kafka_gateway.v1.SubscriberService"] {
+                    health.set_service_status(service, ServingStatus::NotServing).await;
+                }
+                self.shutdown.cancel();
+                match tokio::time::timeout(self.grace, &mut serving).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        warn!(grace = ?self.grace, "connections still open after the shutdown grace; closing them");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        self.shutdown.cancel();
+        if tokio::time::timeout(self.grace, self.consumers.closed())
+            .await
+            .is_err()
+        {
+            warn!(
+                live = self.consumers.live_consumers(),
+                "consumers still closing after the shutdown grace"
+            );
+        }
+        if let Err(err) = self.producer.flush(self.grace).await {
+            warn!(%err, unacknowledged = self.producer.in_flight(), "producer flush incomplete");
+        }
+        info!("kafka-gateway stopped");
+        Ok(served?)
+    }
+}

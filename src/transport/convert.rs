@@ -1,0 +1,261 @@
+//! Conversions between the generated API types and the domain. Anything a client
+//! can get wrong becomes a [`ValidationError`] here, before Kafka is involved.
+
+use super::proto;
+use crate::domain::{
+    ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord, PartitionStart, RecordTimestamp,
+    SubscriptionSpec, TopicName, ValidationError,
+};
+
+/// A validated Publish: the topic and its records.
+pub fn publish_request(
+    request: proto::PublishRequest,
+    max_message_bytes: usize,
+) -> Result<(TopicName, Vec<OutgoingRecord>), ValidationError> {
+    let topic = TopicName::new(&request.topic)?;
+    if request.records.is_empty() {
+        return Err(ValidationError::NoRecords);
+    }
+    let records = request
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let record = OutgoingRecord {
+                key: r.key,
+                value: r.value,
+                headers: r.headers.into_iter().map(header).collect(),
+                partition: r.partition,
+                timestamp_ms: r
+                    .timestamp
+                    .map(|t| millis(&t, || format!("records[{index}].timestamp")))
+                    .transpose()?,
+            };
+            record.validate(index, max_message_bytes)?;
+            Ok(record)
+        })
+        .collect::<Result<Vec<_>, ValidationError>>()?;
+    Ok((topic, records))
+}
+
+/// The response to a successful Publish.
+pub fn publish_response(delivered: Vec<Delivered>) -> proto::PublishResponse {
+    proto::PublishResponse {
+        results: delivered
+            .into_iter()
+            .map(|d| proto::RecordResult {
+                partition: d.partition,
+                offset: d.offset,
+                timestamp: timestamp(d.timestamp),
+            })
+            .collect(),
+    }
+}
+
+/// A validated Subscribe.
+pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec, ValidationError> {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| TopicName::new(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = proto::StartPosition::try_from(request.start).map_err(|_| {
+        ValidationError::Subscription(format!(
+            "start {} is not a StartPosition this gateway knows",
+            request.start
+        ))
+    })?;
+    use proto::StartPosition as S;
+    let misplaced = |field: &str, needs: &str| {
+        Err(ValidationError::Subscription(format!(
+            "{field} is only used with {needs}"
+        )))
+    };
+    if !request.start_offsets.is_empty() && start != S::Offset {
+        return misplaced("start_offsets", "start START_POSITION_OFFSET");
+    }
+    if request.start_timestamp.is_some() && start != S::Timestamp {
+        return misplaced("start_timestamp", "start START_POSITION_TIMESTAMP");
+    }
+    if !request.group_id.is_empty() {
+        if !request.partitions.is_empty() {
+            return misplaced(
+                "partitions",
+                "an empty group_id: a consumer group assigns partitions itself",
+            );
+        }
+        let start = match start {
+            S::Unspecified | S::Latest => GroupStart::Latest,
+            S::Earliest => GroupStart::Earliest,
+            S::Offset | S::Timestamp => {
+                return Err(ValidationError::Subscription(format!(
+                    "start {} needs an empty group_id: a group starts where it committed, or at LATEST or EARLIEST",
+                    start.as_str_name()
+                )))
+            }
+        };
+        return SubscriptionSpec::group(&request.group_id, topics, start);
+    }
+    let start = match start {
+        S::Unspecified | S::Latest => PartitionStart::Latest,
+        S::Earliest => PartitionStart::Earliest,
+        S::Timestamp => {
+            let Some(t) = request.start_timestamp else {
+                return Err(ValidationError::Subscription(
+                    "START_POSITION_TIMESTAMP needs start_timestamp".into(),
+                ));
+            };
+            PartitionStart::Timestamp(millis(&t, || "start_timestamp".into())?)
+        }
+        S::Offset => {
+            let offsets = request
+                .start_offsets
+                .into_iter()
+                .map(|o| {
+                    let topic = match (o.topic.as_str(), topics.as_slice()) {
+                        ("", [only]) => only.clone(),
+                        ("", _) => {
+                            return Err(ValidationError::Subscription(
+                                "start_offsets.topic may be empty only when topics names exactly one topic".into(),
+                            ))
+                        }
+                        (name, _) => TopicName::new(name)?,
+                    };
+                    Ok((topic, o.partition, o.offset))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            PartitionStart::Offsets(offsets)
+        }
+    };
+    SubscriptionSpec::partitions(topics, request.partitions, start)
+}
+
+/// One record event of a Subscribe stream.
+pub fn record_event(record: ConsumedRecord) -> proto::SubscribeResponse {
+    proto::SubscribeResponse {
+        event: Some(proto::subscribe_response::Event::Record(
+            proto::ConsumedRecord {
+                topic: record.topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+                key: record.key,
+                value: record.value,
+                headers: record
+                    .headers
+                    .into_iter()
+                    .map(|h| proto::Header {
+                        key: h.key,
+                        value: h.value,
+                    })
+                    .collect(),
+                timestamp: timestamp(record.timestamp),
+            },
+        )),
+    }
+}
+
+fn header(h: proto::Header) -> Header {
+    Header {
+        key: h.key,
+        value: h.value,
+    }
+}
+
+fn timestamp(t: RecordTimestamp) -> Option<prost_types::Timestamp> {
+    t.millis().map(|ms| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+/// Kafka keeps milliseconds since the epoch, not before it.
+fn millis(t: &prost_types::Timestamp, field: impl Fn() -> String) -> Result<i64, ValidationError> {
+    let bad = || ValidationError::BadTimestamp { field: field() };
+    if !(0..1_000_000_000).contains(&t.nanos) || t.seconds < 0 {
+        return Err(bad());
+    }
+    t.seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscribe(
+        f: impl FnOnce(&mut proto::SubscribeRequest),
+    ) -> Result<SubscriptionSpec, ValidationError> {
+        let mut request = proto::SubscribeRequest {
+            topics: vec!["t".into()],
+            ..Default::default()
+        };
+        f(&mut request);
+        subscription(request)
+    }
+
+    #[test]
+    fn group_rejects_partition_fields() {
+        assert!(subscribe(|r| {
+            r.group_id = "g".into();
+            r.partitions = vec![0];
+        })
+        .is_err());
+        assert!(subscribe(|r| {
+            r.group_id = "g".into();
+            r.start = proto::StartPosition::Offset as i32;
+        })
+        .is_err());
+        assert!(subscribe(|r| r.start = 42).is_err());
+    }
+
+    #[test]
+    fn start_fields_need_their_position() {
+        assert!(
+            subscribe(|r| r.start_timestamp = Some(prost_types::Timestamp::default())).is_err()
+        );
+        assert!(subscribe(|r| r.start = proto::StartPosition::Timestamp as i32).is_err());
+        assert!(subscribe(|r| r.start = proto::StartPosition::Offset as i32).is_err());
+        let spec = subscribe(|r| {
+            r.start = proto::StartPosition::Offset as i32;
+            r.start_offsets = vec![proto::PartitionOffset {
+                topic: String::new(),
+                partition: 1,
+                offset: 5,
+            }];
+        })
+        .unwrap();
+        let SubscriptionSpec::Partitions {
+            start: PartitionStart::Offsets(offsets),
+            ..
+        } = spec
+        else {
+            panic!("not an offsets start: {spec:?}")
+        };
+        assert_eq!(offsets[0].1, 1);
+        assert_eq!(offsets[0].2, 5);
+    }
+
+    #[test]
+    fn timestamps_round_trip_in_millis() {
+        let t = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_456_789,
+        };
+        let ms = millis(&t, String::new).unwrap();
+        assert_eq!(ms, 1_700_000_000_123);
+        assert_eq!(
+            timestamp(RecordTimestamp::CreateTime(ms)).unwrap().nanos,
+            123_000_000
+        );
+        assert!(millis(
+            &prost_types::Timestamp {
+                seconds: -1,
+                nanos: 0
+            },
+            String::new
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Client deadlines (`grpc-timeout`).
+//!
+//! tonic enforces the header itself but answers CANCELLED when it expires. The
+//! services apply the same deadline a little earlier, so the client receives
+//! DEADLINE_EXCEEDED with a message saying what was still pending; tonic's own
+//! timer stays as the backstop.
+
+use crate::error::Error;
+use futures::Stream;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::{Instant, Sleep};
+use tonic::{metadata::MetadataMap, Status};
+
+/// How much earlier than tonic the gateway's timer fires.
+const MARGIN: Duration = Duration::from_millis(5);
+
+/// The client's deadline, measured from now, if it sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// Reads `grpc-timeout` from the request headers.
+    pub fn from_metadata(metadata: &MetadataMap) -> Option<Deadline> {
+        let header = metadata.get("grpc-timeout")?.to_str().ok()?;
+        let timeout = parse_grpc_timeout(header)?;
+        Some(Deadline {
+            at: Instant::now() + timeout.saturating_sub(MARGIN),
+            timeout,
+        })
+    }
+}
+
+/// Runs `work`, failing with DEADLINE_EXCEEDED if the deadline passes first.
+pub async fn within<T, E: Into<Error>>(
+    deadline: Option<Deadline>,
+    what: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match deadline {
+        None => work.await.map_err(Into::into),
+        Some(d) => match tokio::time::timeout_at(d.at, work).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => Err(Error::DeadlineExceeded(d.timeout, what)),
+        },
+    }
+}
+
+/// Ends a response stream with DEADLINE_EXCEEDED when the deadline passes.
+pub struct DeadlineStream<S> {
+    inner: S,
+    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    ended: bool,
+}
+
+impl<S> DeadlineStream<S> {
+    /// Bounds `inner` by `deadline`, if there is one.
+    pub fn new(inner: S, deadline: Option<Deadline>) -> DeadlineStream<S> {
+        DeadlineStream {
+            inner,
+            deadline: deadline.map(|d| (Box::pin(tokio::time::sleep_until(d.at)), d.timeout)),
+            ended: false,
+        }
+    }
+}
+
+impl<T, S: Stream<Item = Result<T, Status>> + Unpin> Stream for DeadlineStream<S> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some((sleep, timeout)) = &mut self.deadline {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let err = Error::DeadlineExceeded(*timeout, "the stream ended");
+                self.ended = true;
+                return Poll::Ready(Some(Err(err.into())));
+            }
+        }
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("5n"), Some(Duration::from_nanos(5)));
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for bad in ["", "S", "10", "123456789S", "1x", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The one mapping from gateway errors to gRPC status codes.
+
+use crate::{error::Error, kafka};
+use tonic::{Code, Status};
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let message = err.to_string();
+        let code = match &err {
+            Error::Invalid(_) => Code::InvalidArgument,
+            Error::DeadlineExceeded(..) => Code::DeadlineExceeded,
+            Error::Kafka(kafka) => kafka_code(kafka),
+        };
+        Status::new(code, message)
+    }
+}
+
+impl From<kafka::Error> for Status {
+    fn from(err: kafka::Error) -> Status {
+        Status::from(Error::Kafka(err))
+    }
+}
+
+fn kafka_code(err: &kafka::Error) -> Code {
+    use kafka::Error as K;
+    match err {
+        K::TopicNotFound { .. } | K::PartitionNotFound { .. } => Code::NotFound,
+        K::OffsetOutOfRange { .. } => Code::OutOfRange,
+        K::Unavailable(_) | K::ShuttingDown => Code::Unavailable,
+        K::QueueFull(_) => Code::ResourceExhausted,
+        K::RecordRejected(_) => Code::InvalidArgument,
+        K::NotAuthorized(_) => Code::PermissionDenied,
+        K::Record { source, .. } => kafka_code(source),
+        K::Other(_) => Code::Internal,
+    }
+}
