@@ -104,9 +104,10 @@ impl KafkaSettings {
                 "fetch.message.max.bytes",
                 (self.max_message_bytes + 64 * 1024).to_string(),
             );
-        if let Some(group) = group {
-            config.set("group.id", group);
-        }
+        // librdkafka's assign() needs a group.id even without a group; a partition
+        // reader never joins it (no subscribe) and never commits to it.
+        let reader_group = format!("{}-partition-reader", self.client_id);
+        config.set("group.id", group.unwrap_or(&reader_group));
         self.apply_overrides(&mut config);
         config
     }

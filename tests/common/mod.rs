@@ -1,0 +1,270 @@
+//! Shared test harness: an in-process gateway on a free port, pointed at the real
+//! Kafka-protocol broker that the test command started (`KAFKA_GATEWAY_TEST_BROKERS`).
+#![allow(dead_code)]
+
+use kafka_gateway::{
+    config::{Cli, Command, Config},
+    kafka::ConsumerManager,
+    server::Gateway,
+    transport::proto::{
+        self, publisher_service_client::PublisherServiceClient,
+        subscriber_service_client::SubscriberServiceClient,
+    },
+};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    ClientConfig,
+};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU32, Ordering},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{transport::Channel, Streaming};
+
+/// Bound on any single wait in a test: long enough for a slow shared machine, so
+/// it never decides a result, only stops a test that would hang.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Bootstrap address of the test broker.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_GATEWAY_TEST_BROKERS").expect(
+        "KAFKA_GATEWAY_TEST_BROKERS is not set: run the tests with scripts/test, which starts a broker",
+    )
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    )
+}
+
+/// Creates `name` with `partitions` partitions and waits until the broker serves it.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// A new topic with a unique name.
+pub async fn topic(partitions: i32) -> String {
+    let name = unique("t");
+    create_topic(&name, partitions).await;
+    name
+}
+
+/// Gateway configuration for tests: the test broker, a free port, and `extra` flags.
+pub fn config(extra: &[&str]) -> Config {
+    let brokers = brokers();
+    let mut args = vec![
+        "kafka-gateway",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--brokers",
+        &brokers,
+    ];
+    args.extend_from_slice(extra);
+    let Command::Serve(config) = Cli::load(args).expect("test config").command;
+    config.validate().expect("valid test config");
+    *config
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub consumers: Arc<ConsumerManager>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway on the test broker with extra flags.
+    pub async fn start(extra: &[&str]) -> TestGateway {
+        TestGateway::start_with(config(extra)).await
+    }
+
+    /// Starts a gateway with `config`.
+    pub async fn start_with(config: Config) -> TestGateway {
+        kafka_gateway::telemetry::init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let brokers = config.brokers.clone().unwrap();
+        let gateway = Gateway::new(&config, brokers).expect("gateway starts");
+        let consumers = gateway.consumers();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("gateway serves");
+        });
+        TestGateway {
+            addr,
+            consumers,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A connected channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to gateway")
+    }
+
+    pub async fn publisher(&self) -> PublisherServiceClient<Channel> {
+        PublisherServiceClient::new(self.channel().await)
+    }
+
+    pub async fn subscriber(&self) -> SubscriberServiceClient<Channel> {
+        SubscriberServiceClient::new(self.channel().await)
+    }
+
+    /// Shuts down gracefully and waits until the gateway stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("gateway stops in time")
+                .unwrap();
+        }
+    }
+}
+
+/// A record with a value and optional key.
+pub fn record(key: Option<&str>, value: &str) -> proto::Record {
+    proto::Record {
+        key: key.map(|k| k.as_bytes().to_vec().into()),
+        value: Some(value.as_bytes().to_vec().into()),
+        ..Default::default()
+    }
+}
+
+/// Publishes `records` to `topic`; panics on error.
+pub async fn publish(
+    client: &mut PublisherServiceClient<Channel>,
+    topic: &str,
+    records: Vec<proto::Record>,
+) -> Vec<proto::RecordResult> {
+    client
+        .publish(proto::PublishRequest {
+            topic: topic.into(),
+            records,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("publish to {topic}: {s:?}"))
+        .into_inner()
+        .results
+}
+
+/// Opens a Subscribe stream; panics on error.
+pub async fn subscribe(
+    client: &mut SubscriberServiceClient<Channel>,
+    request: proto::SubscribeRequest,
+) -> Streaming<proto::SubscribeResponse> {
+    client
+        .subscribe(request)
+        .await
+        .unwrap_or_else(|s| panic!("subscribe: {s:?}"))
+        .into_inner()
+}
+
+/// The next record of a stream, waiting at most `PATIENCE`.
+pub async fn next_record(
+    stream: &mut Streaming<proto::SubscribeResponse>,
+) -> proto::ConsumedRecord {
+    match tokio::time::timeout(PATIENCE, stream.message()).await {
+        Ok(Ok(Some(proto::SubscribeResponse {
+            event: Some(proto::subscribe_response::Event::Record(record)),
+        }))) => record,
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+/// The next `n` records of a stream.
+pub async fn next_records(
+    stream: &mut Streaming<proto::SubscribeResponse>,
+    n: usize,
+) -> Vec<proto::ConsumedRecord> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(next_record(stream).await);
+    }
+    out
+}
+
+/// Whether the stream yields a record within `wait`; for "nothing more arrives"
+/// checks, which pass on a slow machine too (a slow machine only delays records).
+pub async fn record_within(
+    stream: &mut Streaming<proto::SubscribeResponse>,
+    wait: Duration,
+) -> Option<proto::ConsumedRecord> {
+    match tokio::time::timeout(wait, stream.message()).await {
+        Err(_) => None,
+        Ok(Ok(Some(proto::SubscribeResponse {
+            event: Some(proto::subscribe_response::Event::Record(record)),
+        }))) => Some(record),
+        Ok(other) => panic!("expected a record or nothing, got {other:?}"),
+    }
+}
+
+/// Subscribe request for a topic without a group.
+pub fn partitions_request(topic: &str, start: proto::StartPosition) -> proto::SubscribeRequest {
+    proto::SubscribeRequest {
+        topics: vec![topic.into()],
+        start: start as i32,
+        ..Default::default()
+    }
+}
+
+/// Subscribe request for a topic in a group.
+pub fn group_request(
+    topic: &str,
+    group: &str,
+    start: proto::StartPosition,
+) -> proto::SubscribeRequest {
+    proto::SubscribeRequest {
+        topics: vec![topic.into()],
+        group_id: group.into(),
+        start: start as i32,
+        ..Default::default()
+    }
+}
+
+/// UTF-8 text of a record's value.
+pub fn value_of(record: &proto::ConsumedRecord) -> String {
+    String::from_utf8(record.value.clone().unwrap_or_default().to_vec()).unwrap()
+}

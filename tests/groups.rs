@@ -1,0 +1,240 @@
+//! Consumer-group Subscribe against the real broker: balancing, failover, resuming
+//! after commits, and teardown that leaves nothing behind.
+
+mod common;
+
+use common::*;
+use kafka_gateway::transport::proto::{self, StartPosition};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+use tokio::sync::mpsc;
+
+/// Reads a stream in the background, tagging each record with `member`.
+fn drain(
+    member: &'static str,
+    mut stream: tonic::Streaming<proto::SubscribeResponse>,
+    out: mpsc::UnboundedSender<(&'static str, proto::ConsumedRecord)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(Some(event)) = stream.message().await {
+            if let Some(proto::subscribe_response::Event::Record(record)) = event.event {
+                if out.send((member, record)).is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// Publishes one record per partition for `round`, then waits until every one of
+/// them reached a member; returns which member got each partition's record.
+async fn round(
+    publisher: &mut proto::publisher_service_client::PublisherServiceClient<
+        tonic::transport::Channel,
+    >,
+    topic: &str,
+    partitions: i32,
+    round: usize,
+    events: &mut mpsc::UnboundedReceiver<(&'static str, proto::ConsumedRecord)>,
+) -> HashMap<i32, BTreeSet<&'static str>> {
+    let records = (0..partitions)
+        .map(|p| {
+            let mut r = record(None, &format!("round-{round}"));
+            r.partition = Some(p);
+            r
+        })
+        .collect();
+    publish(publisher, topic, records).await;
+    let mut got: HashMap<i32, BTreeSet<&'static str>> = HashMap::new();
+    while got.len() < partitions as usize {
+        let (member, record) = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("round records arrive")
+            .expect("readers alive");
+        if value_of(&record) == format!("round-{round}") {
+            got.entry(record.partition).or_default().insert(member);
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn two_members_split_partitions_and_the_survivor_takes_all() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(4).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut sub_a = gw.subscriber().await;
+    let mut sub_b = gw.subscriber().await;
+    let a = drain(
+        "a",
+        subscribe(
+            &mut sub_a,
+            group_request(&topic, &group, StartPosition::Earliest),
+        )
+        .await,
+        tx.clone(),
+    );
+    let b = drain(
+        "b",
+        subscribe(
+            &mut sub_b,
+            group_request(&topic, &group, StartPosition::Earliest),
+        )
+        .await,
+        tx.clone(),
+    );
+
+    // Rounds until the group settled with both members holding partitions.
+    let mut n = 0;
+    let split = loop {
+        n += 1;
+        assert!(n < 200, "the two members never shared the partitions");
+        let got = round(&mut publisher, &topic, 4, n, &mut events).await;
+        let owners: BTreeSet<_> = got.values().flatten().copied().collect();
+        if owners.len() == 2 && got.values().all(|m| m.len() == 1) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let a_parts: BTreeSet<_> = split
+        .iter()
+        .filter(|(_, m)| m.contains("a"))
+        .map(|(p, _)| *p)
+        .collect();
+    let b_parts: BTreeSet<_> = split
+        .iter()
+        .filter(|(_, m)| m.contains("b"))
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(a_parts.is_disjoint(&b_parts));
+    assert_eq!(a_parts.len() + b_parts.len(), 4);
+
+    // B's client goes away: its consumer leaves the group and A gets everything.
+    b.abort();
+    let _ = b.await;
+    drop(sub_b);
+    loop {
+        n += 1;
+        assert!(
+            n < 400,
+            "the surviving member never received all partitions"
+        );
+        let got = round(&mut publisher, &topic, 4, n, &mut events).await;
+        if got.values().all(|m| m.len() == 1 && m.contains("a")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.abort();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_member_resumes_after_committed_offsets() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(2).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    let first: Vec<_> = (0..10)
+        .map(|i| {
+            let mut r = record(None, &format!("old-{i}"));
+            r.partition = Some(i % 2);
+            r
+        })
+        .collect();
+    publish(&mut publisher, &topic, first).await;
+
+    let mut subscriber = gw.subscriber().await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let got = next_records(&mut stream, 10).await;
+    assert!(got.iter().all(|r| value_of(r).starts_with("old-")));
+    drop(stream);
+    wait_until_no_consumers(&gw).await;
+
+    let second: Vec<_> = (0..6)
+        .map(|i| {
+            let mut r = record(None, &format!("new-{i}"));
+            r.partition = Some(i % 2);
+            r
+        })
+        .collect();
+    publish(&mut publisher, &topic, second).await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let got = next_records(&mut stream, 6).await;
+    let values: BTreeSet<_> = got.iter().map(value_of).collect();
+    assert_eq!(
+        values,
+        (0..6).map(|i| format!("new-{i}")).collect(),
+        "committed records were read again"
+    );
+    assert!(record_within(&mut stream, Duration::from_millis(500))
+        .await
+        .is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_group_subscriptions_opened_and_closed_leave_no_consumer_or_thread() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    publish(&mut publisher, &topic, vec![record(None, "hello")]).await;
+    let mut subscriber = gw.subscriber().await;
+
+    let cycle = |subscriber: &mut proto::subscriber_service_client::SubscriberServiceClient<_>| {
+        let request = group_request(&topic, &unique("g"), StartPosition::Earliest);
+        let mut subscriber = subscriber.clone();
+        async move {
+            let mut stream = subscribe(&mut subscriber, request).await;
+            // One record read means the consumer joined its group and was assigned.
+            assert_eq!(value_of(&next_record(&mut stream).await), "hello");
+        }
+    };
+    cycle(&mut subscriber).await;
+    wait_until_no_consumers(&gw).await;
+    let baseline = kafka_threads();
+
+    for _ in 0..50 {
+        cycle(&mut subscriber).await;
+    }
+    wait_until_no_consumers(&gw).await;
+    assert_eq!(gw.consumers.live_consumers(), 0);
+    assert_eq!(kafka_threads(), baseline, "librdkafka threads left behind");
+    gw.stop().await;
+}
+
+/// Waits (bounded) until the gateway destroyed every consumer.
+async fn wait_until_no_consumers(gw: &TestGateway) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while gw.consumers.live_consumers() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "{} consumers still alive",
+        gw.consumers.live_consumers()
+    );
+}
+
+/// librdkafka's threads in this process (they are named `rdk:...`).
+fn kafka_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("rdk:"))
+        .count()
+}
