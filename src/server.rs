@@ -63,6 +63,11 @@ impl Gateway {
         self.consumers.clone()
     }
 
+    /// The shared producer, to observe it (tests, later metrics).
+    pub fn producer(&self) -> Arc<ProducerManager> {
+        self.producer.clone()
+    }
+
     /// Serves on `listener` until `signal` resolves, then shuts down in order: stop
     /// accepting, end Subscribe streams (UNAVAILABLE), let in-flight Publish calls
     /// finish, commit and close consumers, flush the producer. Each wait is bounded

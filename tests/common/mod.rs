@@ -4,7 +4,7 @@
 
 use kafka_gateway::{
     config::{Cli, Command, Config},
-    kafka::ConsumerManager,
+    kafka::{ConsumerManager, ProducerManager},
     server::Gateway,
     transport::proto::{
         self, publisher_service_client::PublisherServiceClient,
@@ -98,6 +98,7 @@ pub fn config(extra: &[&str]) -> Config {
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub consumers: Arc<ConsumerManager>,
+    pub producer: Arc<ProducerManager>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -116,6 +117,7 @@ impl TestGateway {
         let brokers = config.brokers.clone().unwrap();
         let gateway = Gateway::new(&config, brokers).expect("gateway starts");
         let consumers = gateway.consumers();
+        let producer = gateway.producer();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             gateway
@@ -128,6 +130,7 @@ impl TestGateway {
         TestGateway {
             addr,
             consumers,
+            producer,
             stop: Some(stop),
             task: Some(task),
         }
@@ -267,4 +270,19 @@ pub fn group_request(
 /// UTF-8 text of a record's value.
 pub fn value_of(record: &proto::ConsumedRecord) -> String {
     String::from_utf8(record.value.clone().unwrap_or_default().to_vec()).unwrap()
+}
+
+/// Waits (bounded) until the gateway destroyed every consumer.
+pub async fn wait_until_no_consumers(gw: &TestGateway) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while gw.consumers.live_consumers() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "{} consumers still alive",
+        gw.consumers.live_consumers()
+    );
 }

@@ -17,6 +17,9 @@ use tokio::{sync::mpsc, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+/// When a consumer close has taken this long, say so in the log.
+const SLOW_CLOSE: Duration = Duration::from_secs(15);
+
 /// Group subscriptions commit delivered offsets on an interval.
 pub(super) struct Commits {
     pub delivered: Arc<DeliveredOffsets>,
@@ -94,23 +97,33 @@ impl<C: ConsumerContext + 'static> Pump<C> {
     }
 }
 
-/// Commits what was delivered and destroys the consumer on the blocking pool:
-/// closing a group consumer waits for the broker (final commit, leaving the group),
-/// which must not stall a runtime thread.
+/// Commits what was delivered and destroys the consumer on the blocking pool.
+///
+/// Destroying a group consumer runs librdkafka's close: it revokes the partitions,
+/// waits for in-flight commits and leaves the group, which takes a broker round
+/// trip and must not stall a runtime thread. The final commit is asynchronous
+/// because a synchronous one waits without a time limit when the group coordinator
+/// is down; the close waits for it anyway, and for at most the session timeout.
 async fn teardown<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
     delivered: Option<Arc<DeliveredOffsets>>,
     live: LiveConsumer,
 ) {
-    let closing = tokio::task::spawn_blocking(move || {
+    let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {
-            commit(&consumer, delivered, CommitMode::Sync);
-            consumer.unsubscribe();
+            commit(&consumer, delivered, CommitMode::Async);
         }
         drop(consumer);
         drop(live);
     });
-    if let Err(err) = closing.await {
+    let closed = match tokio::time::timeout(SLOW_CLOSE, &mut closing).await {
+        Ok(closed) => closed,
+        Err(_) => {
+            warn!(after = ?SLOW_CLOSE, "a Kafka consumer is slow to close; is the group coordinator reachable?");
+            closing.await
+        }
+    };
+    if let Err(err) = closed {
         warn!(%err, "consumer teardown panicked");
     }
     debug!("consumer closed");
