@@ -129,7 +129,15 @@ async fn serves_health_and_reflection_publishes_and_exits_cleanly_on_sigterm() {
 
 #[test]
 fn bad_configuration_fails_at_start_with_one_clear_line() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["serve", "--brokers", "b:9092", "--linger", "soon"],
+            "--linger",
+        ),
+        (
+            &["serve", "--brokers", "b:9092", "--listen", "nowhere"],
+            "--listen",
+        ),
         (&["serve"], "--brokers"),
         (
             &["serve", "--brokers", "b:9092", "--acks", "1"],

@@ -104,10 +104,7 @@ async fn missing_topics_and_partitions_are_not_found() {
         publisher
             .publish(proto::PublishRequest {
                 topic: topic.clone(),
-                records: vec![proto::Record {
-                    partition: Some(7),
-                    ..record(None, "x")
-                }],
+                records: vec![record_at(7, "x")],
             })
             .await,
     );

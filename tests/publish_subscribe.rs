@@ -138,9 +138,7 @@ async fn latest_sees_only_records_published_after_subscribe() {
     let topic = topic(2).await;
     let mut publisher = gw.publisher().await;
     for p in 0..2 {
-        let mut r = record(None, "before");
-        r.partition = Some(p);
-        publish(&mut publisher, &topic, vec![r]).await;
+        publish(&mut publisher, &topic, vec![record_at(p, "before")]).await;
     }
     let mut subscriber = gw.subscriber().await;
     let mut stream = subscribe(
@@ -149,9 +147,7 @@ async fn latest_sees_only_records_published_after_subscribe() {
     )
     .await;
     for p in 0..2 {
-        let mut r = record(None, "after");
-        r.partition = Some(p);
-        publish(&mut publisher, &topic, vec![r]).await;
+        publish(&mut publisher, &topic, vec![record_at(p, "after")]).await;
     }
     let got = next_records(&mut stream, 2).await;
     assert!(got.iter().all(|r| value_of(r) == "after"), "{got:?}");
@@ -159,9 +155,7 @@ async fn latest_sees_only_records_published_after_subscribe() {
         got.iter().map(|r| r.partition).collect::<HashSet<_>>(),
         HashSet::from([0, 1])
     );
-    assert!(record_within(&mut stream, Duration::from_millis(500))
-        .await
-        .is_none());
+    assert_no_more_records(&mut stream).await;
     gw.stop().await;
 }
 
@@ -171,13 +165,7 @@ async fn explicit_offset_starts_there_and_a_subset_reads_only_its_partitions() {
     let topic = topic(3).await;
     let mut publisher = gw.publisher().await;
     for p in 0..3 {
-        let records = (0..5)
-            .map(|i| {
-                let mut r = record(None, &format!("p{p}-{i}"));
-                r.partition = Some(p);
-                r
-            })
-            .collect();
+        let records = (0..5).map(|i| record_at(p, &format!("p{p}-{i}"))).collect();
         publish(&mut publisher, &topic, records).await;
     }
     let mut subscriber = gw.subscriber().await;
@@ -194,9 +182,7 @@ async fn explicit_offset_starts_there_and_a_subset_reads_only_its_partitions() {
         got.iter().map(value_of).collect::<Vec<_>>(),
         ["p1-3", "p1-4"]
     );
-    assert!(record_within(&mut stream, Duration::from_millis(500))
-        .await
-        .is_none());
+    assert_no_more_records(&mut stream).await;
 
     let mut request = partitions_request(&topic, StartPosition::Earliest);
     request.partitions = vec![0, 2];
@@ -206,9 +192,7 @@ async fn explicit_offset_starts_there_and_a_subset_reads_only_its_partitions() {
         got.iter().map(|r| r.partition).collect::<HashSet<_>>(),
         HashSet::from([0, 2])
     );
-    assert!(record_within(&mut stream, Duration::from_millis(500))
-        .await
-        .is_none());
+    assert_no_more_records(&mut stream).await;
     gw.stop().await;
 }
 

@@ -12,7 +12,19 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = match Cli::load(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(err) => err.exit(),
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            // One line saying what is wrong; clap's usage hint adds nothing to it.
+            let rendered = err.render().to_string();
+            eprintln!(
+                "{}",
+                rendered
+                    .lines()
+                    .next()
+                    .unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
     };
     let Command::Serve(config) = cli.command;
     telemetry::init();

@@ -62,12 +62,25 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A Kafka client could not be created, usually for a bad `--kafka-config`.
+    #[error("{0}")]
+    Client(String),
     /// Any other Kafka error, with librdkafka's words.
     #[error("Kafka error: {0}")]
     Other(String),
 }
 
 impl Error {
+    /// A client-creation failure; names the offending property when there is one.
+    pub fn client(what: &str, err: KafkaError) -> Error {
+        match err {
+            KafkaError::ClientConfig(_, description, key, value) => Error::Client(format!(
+                "invalid Kafka client setting {key}={value}: {description} (see --kafka-config)"
+            )),
+            other => Error::Client(format!("cannot create the Kafka {what}: {other}")),
+        }
+    }
+
     /// Classifies an rdkafka error by its librdkafka code. `topic` names the topic
     /// involved, where there is one, for the error message.
     pub fn from_kafka(err: &KafkaError, topic: Option<&str>) -> Error {

@@ -25,7 +25,7 @@ impl ProducerManager {
         let producer: FutureProducer = settings
             .producer()
             .create()
-            .map_err(|e| Error::Other(format!("cannot create the Kafka producer: {e}")))?;
+            .map_err(|e| Error::client("producer", e))?;
         let topics = TopicLookup::through_producer(producer.clone(), settings.broker_timeout);
         Ok(ProducerManager { producer, topics })
     }

@@ -31,6 +31,6 @@ fn kafka_code(err: &kafka::Error) -> Code {
         K::RecordRejected(_) => Code::InvalidArgument,
         K::NotAuthorized(_) => Code::PermissionDenied,
         K::Record { source, .. } => kafka_code(source),
-        K::Other(_) => Code::Internal,
+        K::Client(_) | K::Other(_) => Code::Internal,
     }
 }

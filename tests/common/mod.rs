@@ -176,6 +176,22 @@ pub fn record(key: Option<&str>, value: &str) -> proto::Record {
     }
 }
 
+/// A record for an explicit partition.
+pub fn record_at(partition: i32, value: &str) -> proto::Record {
+    proto::Record {
+        partition: Some(partition),
+        ..record(None, value)
+    }
+}
+
+/// Asserts that no further record arrives for a while: a check that can only pass
+/// wrongly on a slow machine, never fail wrongly.
+pub async fn assert_no_more_records(stream: &mut Streaming<proto::SubscribeResponse>) {
+    if let Some(record) = record_within(stream, Duration::from_millis(500)).await {
+        panic!("unexpected record {record:?}");
+    }
+}
+
 /// Publishes `records` to `topic`; panics on error.
 pub async fn publish(
     client: &mut PublisherServiceClient<Channel>,

@@ -52,7 +52,7 @@ impl ConsumerManager {
         let lookups: BaseConsumer = settings
             .metadata()
             .create()
-            .map_err(|e| Error::Other(format!("cannot create the Kafka metadata client: {e}")))?;
+            .map_err(|e| Error::client("metadata client", e))?;
         let lookups = Arc::new(lookups);
         Ok(ConsumerManager {
             settings: settings.clone(),
@@ -124,11 +124,7 @@ impl ConsumerManager {
             .settings
             .consumer(Some(&group_id), reset)
             .create_with_context(context)
-            .map_err(|e| {
-                Error::Other(format!(
-                    "cannot create a consumer for group {group_id:?}: {e}"
-                ))
-            })?;
+            .map_err(|e| Error::client("consumer", e))?;
         let names: Vec<&str> = topics.iter().map(TopicName::as_str).collect();
         consumer
             .subscribe(&names)
@@ -159,7 +155,7 @@ impl ConsumerManager {
             .settings
             .consumer(None, reset)
             .create()
-            .map_err(|e| Error::Other(format!("cannot create a consumer: {e}")))?;
+            .map_err(|e| Error::client("consumer", e))?;
         let mut list = TopicPartitionList::with_capacity(assignment.len());
         for (topic, partition, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
