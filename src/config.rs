@@ -137,7 +137,28 @@ pub struct Config {
     )]
     pub subscribe_buffer: usize,
 
-    /// How long shutdown waits for in-flight publishes, commits and the producer flush.
+    /// Subscribe streams one gateway serves at once; more get RESOURCE_EXHAUSTED.
+    /// Each runs its own Kafka consumer (a few threads and up to 8 MiB read-ahead).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_SUBSCRIPTIONS",
+        default_value_t = 1000,
+        value_name = "COUNT"
+    )]
+    pub max_subscriptions: usize,
+
+    /// How often the gateway pings an idle client connection (HTTP/2 keepalive), to
+    /// notice clients that vanished without closing and free their subscriptions.
+    #[arg(long, env = "KAFKA_GATEWAY_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keepalive_interval: Duration,
+
+    /// How long a client may take to answer a keepalive ping before its connection,
+    /// and every stream on it, is closed.
+    #[arg(long, env = "KAFKA_GATEWAY_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keepalive_timeout: Duration,
+
+    /// How long shutdown may take in all: in-flight publishes, commits, consumer
+    /// closes and the producer flush share this time.
     #[arg(long, env = "KAFKA_GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
 
@@ -268,6 +289,7 @@ impl Config {
         }
         for (name, value) in [
             ("--subscribe-buffer", self.subscribe_buffer),
+            ("--max-subscriptions", self.max_subscriptions),
             ("--producer-queue-messages", self.producer_queue_messages),
         ] {
             if value == 0 {
@@ -281,6 +303,8 @@ impl Config {
             ("--commit-interval", self.commit_interval),
             ("--delivery-timeout", self.delivery_timeout),
             ("--broker-timeout", self.broker_timeout),
+            ("--keepalive-interval", self.keepalive_interval),
+            ("--keepalive-timeout", self.keepalive_timeout),
         ] {
             if value.is_zero() {
                 return fail(format!("{name} must be longer than zero"));

@@ -40,6 +40,8 @@ pub struct Gateway {
     max_message_bytes: usize,
     max_request_bytes: usize,
     grace: Duration,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
 }
 
 impl Gateway {
@@ -55,6 +57,8 @@ impl Gateway {
             max_message_bytes: config.max_message_bytes,
             max_request_bytes: config.max_request_bytes,
             grace: config.shutdown_grace,
+            keepalive_interval: config.keepalive_interval,
+            keepalive_timeout: config.keepalive_timeout,
         })
     }
 
@@ -70,8 +74,8 @@ impl Gateway {
 
     /// Serves on `listener` until `signal` resolves, then shuts down in order: stop
     /// accepting, end Subscribe streams (UNAVAILABLE), let in-flight Publish calls
-    /// finish, commit and close consumers, flush the producer. Each wait is bounded
-    /// by the shutdown grace.
+    /// finish, commit and close consumers, flush the producer. All of it shares one
+    /// deadline: the shutdown grace from the signal on.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -103,6 +107,11 @@ impl Gateway {
             info!(%addr, "kafka-gateway listening");
         }
         let serving = tonic::transport::Server::builder()
+            // Pings find clients that vanished without closing (a crashed host, a
+            // dropped network path), so their streams end and their consumers leave.
+            .http2_keepalive_interval(Some(self.keepalive_interval))
+            .http2_keepalive_timeout(Some(self.keepalive_timeout))
+            .tcp_keepalive(Some(self.keepalive_interval))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -113,15 +122,20 @@ impl Gateway {
                 self.shutdown.clone().cancelled_owned(),
             );
         tokio::pin!(serving);
+        let deadline;
         let served = tokio::select! {
-            result = &mut serving => result,
+            result = &mut serving => {
+                deadline = tokio::time::Instant::now() + self.grace;
+                result
+            }
             () = signal => {
                 info!("shutting down: ending streams and finishing in-flight publishes");
                 for service in ["", "kafka_gateway.v1.PublisherService", "kafka_gateway.v1.SubscriberService"] {
                     health.set_service_status(service, ServingStatus::NotServing).await;
                 }
+                deadline = tokio::time::Instant::now() + self.grace;
                 self.shutdown.cancel();
-                match tokio::time::timeout(self.grace, &mut serving).await {
+                match tokio::time::timeout_at(deadline, &mut serving).await {
                     Ok(result) => result,
                     Err(_) => {
                         warn!(grace = ?self.grace, "connections still open after the shutdown grace; closing them");
@@ -131,7 +145,7 @@ impl Gateway {
             }
         };
         self.shutdown.cancel();
-        if tokio::time::timeout(self.grace, self.consumers.closed())
+        if tokio::time::timeout_at(deadline, self.consumers.closed())
             .await
             .is_err()
         {
@@ -140,7 +154,12 @@ impl Gateway {
                 "consumers still closing after the shutdown grace"
             );
         }
-        if let Err(err) = self.producer.flush(self.grace).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Err(err) = self
+            .producer
+            .flush(left.max(Duration::from_millis(100)))
+            .await
+        {
             warn!(%err, unacknowledged = self.producer.in_flight(), "producer flush incomplete");
         }
         info!("kafka-gateway stopped");

@@ -258,3 +258,31 @@ async fn publishing_to_a_missing_topic_is_not_found_when_auto_creation_is_off() 
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn subscriptions_past_the_cap_are_resource_exhausted() {
+    let gw = TestGateway::start(&["--max-subscriptions", "1"]).await;
+    let topic = topic(1).await;
+    let mut subscriber = gw.subscriber().await;
+    let first = subscribe(
+        &mut subscriber,
+        partitions_request(&topic, StartPosition::Latest),
+    )
+    .await;
+    let (code, message) = code_of(
+        subscriber
+            .subscribe(partitions_request(&topic, StartPosition::Latest))
+            .await,
+    );
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("--max-subscriptions"), "{message}");
+    // Closing the first stream frees its place.
+    drop(first);
+    wait_until_no_consumers(&gw).await;
+    subscribe(
+        &mut subscriber,
+        partitions_request(&topic, StartPosition::Latest),
+    )
+    .await;
+    gw.stop().await;
+}

@@ -170,3 +170,41 @@ async fn a_new_member_resumes_after_committed_offsets() {
     assert_no_more_records(&mut stream).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_whose_client_stopped_reading_does_not_stall_its_group() {
+    // A small buffer so the stalled stream's gateway side fills quickly.
+    let gw = TestGateway::start(&["--subscribe-buffer", "4"]).await;
+    let topic = topic(2).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    let big = "x".repeat(1024);
+    for p in 0..2 {
+        for _ in 0..3 {
+            let batch = (0..1000).map(|_| record_at(p, &big)).collect();
+            publish(&mut publisher, &topic, batch).await;
+        }
+    }
+    // A reads one record and then stops reading, holding its stream open: the
+    // gRPC flow-control windows and the gateway's buffer fill up.
+    let mut sub_a = gw.subscriber().await;
+    let mut stalled = subscribe(
+        &mut sub_a,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    next_record(&mut stalled).await;
+
+    // B joins. The rebalance needs A's consumer to take part, which it only does
+    // while the gateway keeps polling it.
+    let mut sub_b = gw.subscriber().await;
+    let mut stream_b = subscribe(
+        &mut sub_b,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let got = next_record(&mut stream_b).await;
+    assert_eq!(got.value.as_deref().map(<[u8]>::len), Some(1024));
+    drop(stalled);
+    gw.stop().await;
+}

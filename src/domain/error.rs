@@ -33,7 +33,7 @@ pub enum ValidationError {
     #[error("{field} {partition} is negative: partitions are numbered from 0")]
     NegativePartition {
         /// Which field held it.
-        field: &'static str,
+        field: String,
         /// The number given.
         partition: i32,
     },

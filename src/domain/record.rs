@@ -46,7 +46,7 @@ impl OutgoingRecord {
         }
         if let Some(partition) = self.partition.filter(|p| *p < 0) {
             return Err(ValidationError::NegativePartition {
-                field: "partition",
+                field: format!("records[{index}].partition"),
                 partition,
             });
         }

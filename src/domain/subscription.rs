@@ -74,7 +74,7 @@ impl SubscriptionSpec {
         let topics = unique_topics(topics)?;
         if let Some(&partition) = partitions.iter().find(|p| **p < 0) {
             return Err(ValidationError::NegativePartition {
-                field: "partitions",
+                field: "partitions".into(),
                 partition,
             });
         }
@@ -111,7 +111,7 @@ impl SubscriptionSpec {
                 }
                 if *partition < 0 {
                     return Err(ValidationError::NegativePartition {
-                        field: "start_offsets.partition",
+                        field: "start_offsets.partition".into(),
                         partition: *partition,
                     });
                 }

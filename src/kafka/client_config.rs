@@ -34,6 +34,8 @@ pub struct KafkaSettings {
     pub commit_interval: Duration,
     /// Records buffered per Subscribe stream.
     pub subscribe_buffer: usize,
+    /// Subscriptions (consumers) one gateway runs at once.
+    pub max_subscriptions: usize,
     /// User properties, applied last.
     pub overrides: Vec<(String, String)>,
 }
@@ -56,6 +58,7 @@ impl KafkaSettings {
             producer_queue_bytes: config.producer_queue_bytes,
             commit_interval: config.commit_interval,
             subscribe_buffer: config.subscribe_buffer,
+            max_subscriptions: config.max_subscriptions,
             overrides: config.kafka_config.clone(),
         }
     }

@@ -5,9 +5,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The topic does not exist and the broker did not create it.
-    #[error(
-        "topic {topic:?} does not exist: create it first, or enable auto-creation on the broker"
-    )]
+    #[error("topic {topic:?} does not exist: create it first")]
     TopicNotFound {
         /// The topic named.
         topic: String,
@@ -39,6 +37,18 @@ pub enum Error {
     /// The broker cannot be reached, or did not answer in time; retrying later may work.
     #[error("Kafka is unavailable: {0}")]
     Unavailable(String),
+    /// The gateway is at a configured limit; retry later or elsewhere.
+    #[error("{0}")]
+    Overloaded(String),
+    /// A stream's read position is gone (retention deleted the records).
+    #[error("the stream's position is no longer in the partition ({0}): retention deleted those records; subscribe again from EARLIEST or a later offset")]
+    PositionLost(String),
+    /// The consumer lost its group membership; subscribing again rejoins.
+    #[error("the consumer group membership was lost ({0}): subscribe again")]
+    MembershipLost(String),
+    /// The request does not fit the group or cluster (protocol, group id).
+    #[error("Kafka refused the request: {0}")]
+    Refused(String),
     /// The shared producer's queue is full; retry after a short wait.
     #[error("the gateway's producer queue is full ({0}): retry after a short wait, or raise --producer-queue-messages / --producer-queue-bytes")]
     QueueFull(String),
@@ -122,6 +132,15 @@ impl Error {
             | C::InvalidRecord
             | C::InvalidTimestamp
             | C::PolicyViolation => Error::RecordRejected(text),
+            C::AutoOffsetReset | C::OffsetOutOfRange => Error::PositionLost(text),
+            C::UnknownMemberId
+            | C::IllegalGeneration
+            | C::RebalanceInProgress
+            | C::FencedInstanceId => Error::MembershipLost(text),
+            C::InvalidGroupId
+            | C::InconsistentGroupProtocol
+            | C::GroupMaxSizeReached
+            | C::InvalidSessionTimeout => Error::Refused(text),
             C::TopicAuthorizationFailed
             | C::GroupAuthorizationFailed
             | C::ClusterAuthorizationFailed

@@ -25,6 +25,9 @@ const PARTITION_COUNT_TTL: Duration = Duration::from_secs(30);
 /// Blocking lookups that may run at once; more wait their turn.
 const CONCURRENT_LOOKUPS: usize = 8;
 
+/// Topics whose partition count is remembered; past this, expired entries go.
+const CACHE_CAPACITY: usize = 10_000;
+
 /// Pause between metadata attempts while a topic is being created.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -101,10 +104,14 @@ impl TopicLookup {
             partition_count(&*fetch, &name, timeout)
         })
         .await?;
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(topic.clone(), (count, Instant::now()));
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, (_, at)| at.elapsed() < PARTITION_COUNT_TTL);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(topic.clone(), (count, Instant::now()));
         Ok(count)
     }
 }
@@ -117,7 +124,7 @@ fn partition_count(fetch: &FetchMetadata, topic: &str, timeout: Duration) -> Res
         let metadata = fetch(topic, remaining.max(Duration::from_millis(1)))
             .map_err(|e| unavailable(&e, "fetching topic metadata", timeout))?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
-        let retry = match found.map(|t| (t.error(), t.partitions().len())) {
+        match found.map(|t| (t.error(), t.partitions().len())) {
             Some((None, n)) if n > 0 => return Ok(n as i32),
             Some((Some(code), _)) => match RDKafkaErrorCode::from(code) {
                 RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
@@ -125,7 +132,8 @@ fn partition_count(fetch: &FetchMetadata, topic: &str, timeout: Duration) -> Res
                         topic: topic.to_string(),
                     })
                 }
-                RDKafkaErrorCode::LeaderNotAvailable => true,
+                // Being created (auto-creation, or just created): try again.
+                RDKafkaErrorCode::LeaderNotAvailable => {}
                 other => {
                     return Err(Error::from_kafka(
                         &KafkaError::MetadataFetch(other),
@@ -134,9 +142,9 @@ fn partition_count(fetch: &FetchMetadata, topic: &str, timeout: Duration) -> Res
                 }
             },
             // Listed without partitions, or not listed yet: being created.
-            _ => true,
-        };
-        if !retry || Instant::now() + RETRY_PAUSE >= deadline {
+            _ => {}
+        }
+        if Instant::now() + RETRY_PAUSE >= deadline {
             return Err(Error::Unavailable(format!(
                 "topic {topic:?} has no partition leaders yet after {timeout:?}"
             )));
@@ -220,26 +228,32 @@ impl OffsetLookup {
 }
 
 /// A timed-out lookup reads better as "did not answer within X" than librdkafka's
-/// "Local: Timed out".
+/// "Local: Timed out"; other errors keep their own words.
 fn unavailable(err: &KafkaError, what: &str, timeout: Duration) -> Error {
     match Error::from_kafka(err, None) {
-        Error::Unavailable(_) | Error::Other(_) => Error::Unavailable(format!(
+        Error::Unavailable(_) => Error::Unavailable(format!(
             "the broker did not answer within {timeout:?} while {what} ({err}); check --brokers and that Kafka is up"
         )),
         other => other,
     }
 }
 
+/// Runs a blocking lookup on the blocking pool. The permit travels with the
+/// closure: a caller that gives up (deadline, client gone) does not free its place
+/// while the lookup still occupies a thread, so at most `CONCURRENT_LOOKUPS` run.
 async fn run_blocking<T: Send + 'static>(
     permits: &Arc<Semaphore>,
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    let _permit = permits
+    let permit = permits
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| Error::ShuttingDown)?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Error::Other(format!("lookup task failed: {e}"))))
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Other(format!("lookup task failed: {e}"))))
 }

@@ -30,10 +30,15 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Revoke(partitions) => {
                 info!(group = %self.group, partitions = %describe(partitions), "partitions revoked");
-                // Commit what the client received before another member takes
-                // over, so it does not read those records again.
-                if let Some(offsets) = self.delivered.revoke(partitions) {
-                    if let Err(err) = consumer.commit(&offsets, CommitMode::Sync) {
+                // Commit what the client received before another member takes over.
+                // Asynchronous, because this runs on the thread polling the consumer
+                // (a runtime thread); the request still goes to the coordinator
+                // ahead of this member's rejoin, so it lands before the new owner
+                // reads the committed offsets. A lost assignment (session expired)
+                // has a new owner already: committing would only be refused.
+                let offsets = self.delivered.revoke(partitions);
+                if let (Some(offsets), false) = (offsets, consumer.assignment_lost()) {
+                    if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
                         warn!(group = %self.group, %err, "commit on revoke failed; the new owner re-reads those records");
                     }
                 }

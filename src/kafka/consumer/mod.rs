@@ -26,10 +26,7 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer},
     Offset, TopicPartitionList,
 };
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
-};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -38,7 +35,6 @@ pub struct ConsumerManager {
     settings: KafkaSettings,
     topics: TopicLookup,
     offsets: OffsetLookup,
-    live: LiveConsumers,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -58,7 +54,6 @@ impl ConsumerManager {
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
             offsets: OffsetLookup::new(lookups, settings.broker_timeout),
-            live: LiveConsumers::default(),
             shutdown,
             tasks: TaskTracker::new(),
         })
@@ -70,6 +65,12 @@ impl ConsumerManager {
     pub async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription, Error> {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
+        }
+        if self.live_consumers() >= self.settings.max_subscriptions {
+            return Err(Error::Overloaded(format!(
+                "this gateway already runs {} subscriptions (--max-subscriptions); retry later or on another instance",
+                self.settings.max_subscriptions
+            )));
         }
         for topic in spec.topics() {
             self.topics.partition_count(topic).await?;
@@ -93,9 +94,10 @@ impl ConsumerManager {
         }
     }
 
-    /// Consumers alive now, including those still closing.
+    /// Consumers alive now, including those still closing: each lives exactly as
+    /// long as its pump task.
     pub fn live_consumers(&self) -> usize {
-        self.live.count()
+        self.tasks.len()
     }
 
     /// Waits until every subscription ended and its consumer is destroyed. Call
@@ -181,33 +183,8 @@ impl ConsumerManager {
             records: tx,
             shutdown: self.shutdown.clone(),
             commits,
-            live: self.live.register(),
         };
         self.tasks.spawn(pump.run());
         Subscription::new(rx, delivered, self.shutdown.clone().cancelled_owned())
-    }
-}
-
-/// Counts consumers from creation until they are destroyed.
-#[derive(Default)]
-struct LiveConsumers(Arc<AtomicUsize>);
-
-impl LiveConsumers {
-    fn register(&self) -> LiveConsumer {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveConsumer(self.0.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Held next to one consumer and dropped after it: the consumer is no longer counted.
-pub(crate) struct LiveConsumer(Arc<AtomicUsize>);
-
-impl Drop for LiveConsumer {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -50,8 +50,10 @@ pub(super) async fn resolve(
             .map(|(_, high)| Offset::Offset(high))
             .collect(),
         PartitionStart::Timestamp(ms) => {
-            let found = offsets.offsets_for_time(chosen.clone(), ms).await?;
+            // Ends first: a record written between the two lookups is then read
+            // rather than skipped.
             let ends = offsets.watermarks(chosen.clone()).await?;
+            let found = offsets.offsets_for_time(chosen.clone(), ms).await?;
             found
                 .into_iter()
                 .zip(ends)

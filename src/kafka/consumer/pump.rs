@@ -1,7 +1,7 @@
 //! The task that moves records from one Kafka consumer into one subscription's
 //! buffer, commits for group subscriptions, and tears the consumer down.
 
-use super::{offsets::DeliveredOffsets, LiveConsumer};
+use super::{offsets::DeliveredOffsets, subscription::Delivery};
 use crate::{
     domain::{ConsumedRecord, Header, TopicName},
     kafka::{record_timestamp, Error},
@@ -9,11 +9,19 @@ use crate::{
 use bytes::Bytes;
 use rdkafka::{
     consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
+    error::KafkaError,
     message::{BorrowedMessage, Headers},
-    Message,
+    Message, TopicPartitionList,
 };
-use std::{sync::Arc, time::Duration};
-use tokio::{sync::mpsc, time::MissedTickBehavior};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    sync::mpsc,
+    time::{Interval, MissedTickBehavior},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -30,15 +38,22 @@ pub(super) struct Commits {
 pub(super) struct Pump<C: ConsumerContext + 'static> {
     pub consumer: StreamConsumer<C>,
     pub topics: Vec<TopicName>,
-    pub records: mpsc::Sender<Result<ConsumedRecord, Error>>,
+    pub records: mpsc::Sender<Result<Delivery, Error>>,
     pub shutdown: CancellationToken,
     pub commits: Option<Commits>,
-    pub live: LiveConsumer,
 }
 
 impl<C: ConsumerContext + 'static> Pump<C> {
     /// Runs until the client goes away, the gateway shuts down or Kafka fails the
     /// subscription; then commits and destroys the consumer.
+    ///
+    /// The consumer is polled all the time, also while the client is behind: a
+    /// consumer that is not polled stops heartbeating its group, holds up every
+    /// rebalance, and is thrown out after `max.poll.interval.ms`. Instead, a partition
+    /// whose record finds the buffer full is paused (librdkafka drops what it
+    /// prefetched and fetches again from after that record on resume), the record
+    /// waits here, and every partition resumes once the client caught up. So at most
+    /// one record per partition waits beyond the buffer.
     pub async fn run(self) {
         let Pump {
             consumer,
@@ -46,55 +61,127 @@ impl<C: ConsumerContext + 'static> Pump<C> {
             records,
             shutdown,
             commits,
-            live,
         } = self;
-        let mut ticker = tokio::time::interval(
-            commits
-                .as_ref()
-                .map_or(Duration::from_secs(3600), |c| c.interval),
-        );
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
+        let mut ticker = commits.as_ref().map(|c| {
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + c.interval, c.interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticker
+        });
+        let delivered = commits.map(|c| c.delivered);
+        let mut waiting: VecDeque<Delivery> = VecDeque::new();
+        let mut paused: HashSet<(TopicName, i32)> = HashSet::new();
+        let failure = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                _ = records.closed() => break,
-                _ = ticker.tick(), if commits.is_some() => {
-                    if let Some(c) = &commits {
-                        commit(&consumer, &c.delivered, CommitMode::Async);
+                _ = shutdown.cancelled() => break None,
+                _ = records.closed() => break None,
+                permit = records.reserve(), if !waiting.is_empty() => {
+                    let Ok(permit) = permit else { break None };
+                    permit.send(Ok(waiting.pop_front().expect("waiting is not empty")));
+                    if waiting.is_empty() {
+                        resume(&consumer, &mut paused);
+                    }
+                }
+                _ = tick(&mut ticker) => {
+                    if let Some(delivered) = &delivered {
+                        commit(&consumer, delivered, CommitMode::Async);
                     }
                 }
                 next = consumer.recv() => match next {
                     Ok(message) => {
                         let record = to_record(&message, &topics);
                         drop(message);
-                        // Waiting here is the backpressure: a slow client stops the
-                        // reads, and librdkafka's bounded read-ahead fills and pauses.
-                        let sent = tokio::select! {
-                            sent = records.send(Ok(record)) => sent.is_ok(),
-                            _ = shutdown.cancelled() => false,
+                        let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
+                        let delivery = Delivery { record, generation };
+                        let delivery = if waiting.is_empty() {
+                            match records.try_send(Ok(delivery)) {
+                                Ok(()) => continue,
+                                Err(mpsc::error::TrySendError::Full(Ok(delivery))) => delivery,
+                                Err(_) => break None,
+                            }
+                        } else {
+                            delivery
                         };
-                        if !sent {
-                            break;
-                        }
+                        pause(&consumer, &delivery.record, &mut paused);
+                        waiting.push_back(delivery);
                     }
-                    Err(err) => {
-                        let err = Error::from_kafka(&err, None);
-                        if let Error::Unavailable(_) = err {
-                            // librdkafka reconnects by itself; the stream waits.
-                            warn!(%err, "consumer error, retrying");
-                            continue;
-                        }
-                        let _ = records.try_send(Err(err));
-                        break;
-                    }
+                    Err(err) => match stream_error(&err, &topics) {
+                        Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
+                        fatal => break Some(fatal),
+                    },
                 }
+            }
+        };
+        if let Some(err) = failure {
+            // Records read before the failure first, then the error, unless the
+            // client leaves or the gateway stops meanwhile.
+            let deliver = async {
+                for delivery in waiting {
+                    records.send(Ok(delivery)).await?;
+                }
+                records.send(Err(err)).await
+            };
+            tokio::select! {
+                _ = deliver => {}
+                _ = shutdown.cancelled() => {}
             }
         }
         drop(records);
-        teardown(consumer, commits.map(|c| c.delivered), live).await;
+        teardown(consumer, delivered).await;
     }
+}
+
+async fn tick(ticker: &mut Option<Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn pause<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    record: &ConsumedRecord,
+    paused: &mut HashSet<(TopicName, i32)>,
+) {
+    if paused.insert((record.topic.clone(), record.partition)) {
+        let mut one = TopicPartitionList::with_capacity(1);
+        one.add_partition(record.topic.as_str(), record.partition);
+        if let Err(err) = consumer.pause(&one) {
+            warn!(%err, topic = %record.topic, partition = record.partition, "cannot pause a partition");
+        }
+    }
+}
+
+fn resume<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    paused: &mut HashSet<(TopicName, i32)>,
+) {
+    if paused.is_empty() {
+        return;
+    }
+    let mut all = TopicPartitionList::with_capacity(paused.len());
+    for (topic, partition) in paused.drain() {
+        all.add_partition(topic.as_str(), partition);
+    }
+    // Partitions revoked meanwhile are not assigned any more; resuming them is a
+    // harmless no-op.
+    if let Err(err) = consumer.resume(&all) {
+        debug!(%err, "resume after catching up");
+    }
+}
+
+/// A consumer error as the stream's end, or [`Error::Unavailable`] for the
+/// transient ones librdkafka recovers from by itself.
+fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
+    let names = topics
+        .iter()
+        .map(TopicName::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    Error::from_kafka(err, Some(&names))
 }
 
 /// Commits what was delivered and destroys the consumer on the blocking pool.
@@ -107,14 +194,12 @@ impl<C: ConsumerContext + 'static> Pump<C> {
 async fn teardown<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
     delivered: Option<Arc<DeliveredOffsets>>,
-    live: LiveConsumer,
 ) {
     let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {
             commit(&consumer, delivered, CommitMode::Async);
         }
         drop(consumer);
-        drop(live);
     });
     let closed = match tokio::time::timeout(SLOW_CLOSE, &mut closing).await {
         Ok(closed) => closed,
@@ -147,8 +232,7 @@ fn to_record(message: &BorrowedMessage<'_>, topics: &[TopicName]) -> ConsumedRec
         .iter()
         .find(|t| t.as_str() == message.topic())
         .cloned()
-        .or_else(|| TopicName::new(message.topic()).ok())
-        .unwrap_or_else(|| topics[0].clone());
+        .unwrap_or_else(|| TopicName::trusted(message.topic()));
     let headers = message.headers().map_or_else(Vec::new, |headers| {
         headers
             .iter()

@@ -12,16 +12,23 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+/// A record on its way to the client, tagged with the assignment it was read under.
+pub(super) struct Delivery {
+    pub record: ConsumedRecord,
+    pub generation: u64,
+}
+
 /// Records of one subscription, in partition order, read ahead into a small bounded
-/// buffer. A record counts as delivered, and its offset as committable, when this
-/// stream yields it to the gRPC transport; records still buffered when the stream
-/// is dropped are not committed and are read again by the group.
+/// buffer. For a group subscription a record counts as delivered, and its offset as
+/// committable, when this stream yields it to the gRPC transport; records of a
+/// partition revoked while they waited here are dropped (another member reads
+/// them), and records still buffered when the stream is dropped are not committed.
 ///
 /// Dropping the stream (the client went away) stops the subscription: its consumer
 /// commits what was delivered, leaves its group and is destroyed off the runtime.
 /// At gateway shutdown the stream ends with [`Error::ShuttingDown`].
 pub struct Subscription {
-    records: mpsc::Receiver<Result<ConsumedRecord, Error>>,
+    records: mpsc::Receiver<Result<Delivery, Error>>,
     delivered: Option<Arc<DeliveredOffsets>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
@@ -29,7 +36,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(super) fn new(
-        records: mpsc::Receiver<Result<ConsumedRecord, Error>>,
+        records: mpsc::Receiver<Result<Delivery, Error>>,
         delivered: Option<Arc<DeliveredOffsets>>,
         shutdown: WaitForCancellationFutureOwned,
     ) -> Subscription {
@@ -55,16 +62,27 @@ impl Stream for Subscription {
             self.ended = true;
             return Poll::Ready(Some(Err(Error::ShuttingDown)));
         }
-        let next = self.records.poll_recv(cx);
-        match &next {
-            Poll::Ready(Some(Ok(record))) => {
-                if let Some(delivered) = &self.delivered {
-                    delivered.mark(&record.topic, record.partition, record.offset);
+        loop {
+            return match self.records.poll_recv(cx) {
+                Poll::Ready(Some(Ok(Delivery { record, generation }))) => {
+                    let current = self.delivered.as_ref().is_none_or(|d| {
+                        d.mark(&record.topic, record.partition, record.offset, generation)
+                    });
+                    if !current {
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(record)))
                 }
-            }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => self.ended = true,
-            Poll::Pending => {}
+                Poll::Ready(Some(Err(err))) => {
+                    self.ended = true;
+                    Poll::Ready(Some(Err(err)))
+                }
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
-        next
     }
 }
