@@ -113,6 +113,16 @@ pub struct Config {
     #[arg(long, env = "KAFKA_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub max_request_bytes: usize,
 
+    /// Records of one PublishStream handed to the producer and not yet answered;
+    /// past this the gateway stops reading the stream (HTTP/2 flow control).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_PUBLISH_STREAM_IN_FLIGHT",
+        default_value_t = 1000,
+        value_name = "COUNT"
+    )]
+    pub publish_stream_in_flight: usize,
+
     /// Records the shared producer may hold before Publish fails with
     /// RESOURCE_EXHAUSTED (`queue.buffering.max.messages`).
     #[arg(
@@ -290,6 +300,7 @@ impl Config {
         for (name, value) in [
             ("--subscribe-buffer", self.subscribe_buffer),
             ("--max-subscriptions", self.max_subscriptions),
+            ("--publish-stream-in-flight", self.publish_stream_in_flight),
             ("--producer-queue-messages", self.producer_queue_messages),
         ] {
             if value == 0 {

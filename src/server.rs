@@ -8,7 +8,7 @@ use crate::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
         },
-        Publisher, Subscriber,
+        Publisher, StreamLimits, Subscriber,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};
@@ -37,7 +37,7 @@ pub struct Gateway {
     producer: Arc<ProducerManager>,
     consumers: Arc<ConsumerManager>,
     shutdown: CancellationToken,
-    max_message_bytes: usize,
+    stream_limits: StreamLimits,
     max_request_bytes: usize,
     grace: Duration,
     keepalive_interval: Duration,
@@ -54,7 +54,10 @@ impl Gateway {
             producer: Arc::new(ProducerManager::new(&settings)?),
             consumers: Arc::new(ConsumerManager::new(&settings, shutdown.child_token())?),
             shutdown,
-            max_message_bytes: config.max_message_bytes,
+            stream_limits: StreamLimits {
+                max_in_flight: config.publish_stream_in_flight,
+                max_message_bytes: config.max_message_bytes,
+            },
             max_request_bytes: config.max_request_bytes,
             grace: config.shutdown_grace,
             keepalive_interval: config.keepalive_interval,
@@ -98,7 +101,8 @@ impl Gateway {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let publisher = PublisherServiceServer::new(Publisher::new(
             self.producer.clone(),
-            self.max_message_bytes,
+            self.stream_limits,
+            self.shutdown.child_token(),
         ))
         .max_decoding_message_size(self.max_request_bytes);
         let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))

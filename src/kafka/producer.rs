@@ -10,7 +10,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
 };
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 /// Publishes records through the shared producer.
 pub struct ProducerManager {
@@ -59,26 +59,44 @@ impl ProducerManager {
         }
         let mut pending = Vec::with_capacity(count);
         for (index, record) in records.iter().enumerate() {
-            let delivery = self
-                .producer
-                .send_result(to_future_record(topic, record))
-                .map_err(|(err, _)| at(index)(Error::from_kafka(&err, Some(topic.as_str()))))?;
-            pending.push(delivery);
+            pending.push(self.enqueue(topic, record).await.map_err(at(index))?);
         }
-        let mut delivered = Vec::with_capacity(count);
-        for (index, outcome) in join_all(pending).await.into_iter().enumerate() {
-            let delivery = match outcome {
-                Ok(Ok(delivery)) => delivery,
-                Ok(Err((err, _))) => return Err(at(index)(self.delivery_error(&err, topic))),
-                Err(_canceled) => return Err(Error::ShuttingDown),
-            };
-            delivered.push(Delivered {
-                partition: delivery.partition,
-                offset: delivery.offset,
-                timestamp: record_timestamp(delivery.timestamp),
-            });
+        join_all(pending)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| outcome.map_err(at(index)))
+            .collect()
+    }
+
+    /// Hands one record to the producer, after checking its topic and partition,
+    /// and returns a future of its acknowledgement. Fails at once when the producer
+    /// queue is full. Records enqueued in order keep that order within a partition.
+    pub async fn enqueue(
+        &self,
+        topic: &TopicName,
+        record: &OutgoingRecord,
+    ) -> Result<impl Future<Output = Result<Delivered, Error>> + Send + 'static, Error> {
+        self.topics.partition_count(topic).await?;
+        if let Some(partition) = record.partition {
+            self.topics.check_partition(topic, partition).await?;
         }
-        Ok(delivered)
+        let delivery = self
+            .producer
+            .send_result(to_future_record(topic, record))
+            .map_err(|(err, _)| Error::from_kafka(&err, Some(topic.as_str())))?;
+        let topic = topic.clone();
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivery)) => Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                    timestamp: record_timestamp(delivery.timestamp),
+                }),
+                Ok(Err((err, _))) => Err(delivery_error(&err, &topic)),
+                Err(_canceled) => Err(Error::ShuttingDown),
+            }
+        })
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.
@@ -93,15 +111,6 @@ impl ProducerManager {
     /// Records queued in the producer and not yet acknowledged.
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
-    }
-
-    fn delivery_error(&self, err: &KafkaError, topic: &TopicName) -> Error {
-        match err.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::MessageTimedOut) => Error::Unavailable(format!(
-                "the broker did not acknowledge the record within the delivery timeout ({err}); check that Kafka is up, or raise --delivery-timeout"
-            )),
-            _ => Error::from_kafka(err, Some(topic.as_str())),
-        }
     }
 }
 
@@ -135,4 +144,13 @@ fn to_future_record<'a>(
         future = future.headers(headers);
     }
     future
+}
+
+fn delivery_error(err: &KafkaError, topic: &TopicName) -> Error {
+    match err.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageTimedOut) => Error::Unavailable(format!(
+            "the broker did not acknowledge the record within the delivery timeout ({err}); check that Kafka is up, or raise --delivery-timeout"
+        )),
+        _ => Error::from_kafka(err, Some(topic.as_str())),
+    }
 }

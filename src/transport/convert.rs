@@ -20,35 +20,44 @@ pub fn publish_request(
         .records
         .into_iter()
         .enumerate()
-        .map(|(index, r)| {
-            let record = OutgoingRecord {
-                key: r.key,
-                value: r.value,
-                headers: r.headers.into_iter().map(header).collect(),
-                partition: r.partition,
-                timestamp_ms: r
-                    .timestamp
-                    .map(|t| millis(&t, || format!("records[{index}].timestamp")))
-                    .transpose()?,
-            };
-            record.validate(index, max_message_bytes)?;
-            Ok(record)
-        })
+        .map(|(index, r)| record(index, r, max_message_bytes))
         .collect::<Result<Vec<_>, ValidationError>>()?;
     Ok((topic, records))
+}
+
+/// One validated record; `index` names it in error messages.
+pub fn record(
+    index: usize,
+    r: proto::Record,
+    max_message_bytes: usize,
+) -> Result<OutgoingRecord, ValidationError> {
+    let record = OutgoingRecord {
+        key: r.key,
+        value: r.value,
+        headers: r.headers.into_iter().map(header).collect(),
+        partition: r.partition,
+        timestamp_ms: r
+            .timestamp
+            .map(|t| millis(&t, || format!("records[{index}].timestamp")))
+            .transpose()?,
+    };
+    record.validate(index, max_message_bytes)?;
+    Ok(record)
+}
+
+/// Where one published record was written.
+pub fn record_result(d: Delivered) -> proto::RecordResult {
+    proto::RecordResult {
+        partition: d.partition,
+        offset: d.offset,
+        timestamp: timestamp(d.timestamp),
+    }
 }
 
 /// The response to a successful Publish.
 pub fn publish_response(delivered: Vec<Delivered>) -> proto::PublishResponse {
     proto::PublishResponse {
-        results: delivered
-            .into_iter()
-            .map(|d| proto::RecordResult {
-                partition: d.partition,
-                offset: d.offset,
-                timestamp: timestamp(d.timestamp),
-            })
-            .collect(),
+        results: delivered.into_iter().map(record_result).collect(),
     }
 }
 

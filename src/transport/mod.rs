@@ -4,9 +4,11 @@
 mod convert;
 mod deadline;
 pub mod proto;
+mod publish_stream;
 mod publisher;
 mod status;
 mod subscriber;
 
+pub use publish_stream::StreamLimits;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;

@@ -2,25 +2,40 @@
 
 use super::{
     convert,
-    deadline::{self, Deadline},
-    proto,
+    deadline::{self, Deadline, DeadlineStream},
+    proto, publish_stream, StreamLimits,
 };
 use crate::kafka::ProducerManager;
-use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use std::{pin::Pin, sync::Arc};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The stream type of PublishStream.
+pub type PublishStreamStream =
+    Pin<Box<dyn Stream<Item = Result<proto::PublishStreamResponse, Status>> + Send>>;
 
 /// The PublisherService implementation.
 pub struct Publisher {
     producer: Arc<ProducerManager>,
-    max_message_bytes: usize,
+    limits: StreamLimits,
+    shutdown: CancellationToken,
 }
 
 impl Publisher {
-    /// A service publishing through `producer`.
-    pub fn new(producer: Arc<ProducerManager>, max_message_bytes: usize) -> Publisher {
+    /// A service publishing through `producer`; its streams end when `shutdown`
+    /// is cancelled.
+    pub fn new(
+        producer: Arc<ProducerManager>,
+        limits: StreamLimits,
+        shutdown: CancellationToken,
+    ) -> Publisher {
         Publisher {
             producer,
-            max_message_bytes,
+            limits,
+            shutdown,
         }
     }
 }
@@ -34,7 +49,7 @@ impl proto::publisher_service_server::PublisherService for Publisher {
     ) -> Result<Response<proto::PublishResponse>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
         let (topic, records) =
-            convert::publish_request(request.into_inner(), self.max_message_bytes)
+            convert::publish_request(request.into_inner(), self.limits.max_message_bytes)
                 .map_err(crate::Error::from)?;
         let delivered = deadline::within(
             deadline,
@@ -43,5 +58,27 @@ impl proto::publisher_service_server::PublisherService for Publisher {
         )
         .await?;
         Ok(Response::new(convert::publish_response(delivered)))
+    }
+
+    type PublishStreamStream = PublishStreamStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn publish_stream(
+        &self,
+        request: Request<Streaming<proto::PublishStreamRequest>>,
+    ) -> Result<Response<PublishStreamStream>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let (answers, responses) = mpsc::channel(self.limits.max_in_flight);
+        tokio::spawn(publish_stream::run(
+            request.into_inner(),
+            answers,
+            self.producer.clone(),
+            self.limits,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(DeadlineStream::new(
+            ReceiverStream::new(responses),
+            deadline,
+        ))))
     }
 }

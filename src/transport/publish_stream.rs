@@ -1,0 +1,109 @@
+//! The PublishStream loop: read records from the client, hand each to the shared
+//! producer, answer each as the broker acknowledges it.
+
+use super::{convert, proto};
+use crate::{domain::TopicName, kafka::ProducerManager, Error};
+use futures::{stream::FuturesUnordered, StreamExt};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+/// Limits of one PublishStream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Records handed to the producer and not yet answered.
+    pub max_in_flight: usize,
+    /// Largest record, in bytes.
+    pub max_message_bytes: usize,
+}
+
+type Answer = Result<proto::PublishStreamResponse, Status>;
+
+/// Runs one PublishStream until the client closes its side (then every record in
+/// flight is answered and the stream ends OK), the client goes away, or the gateway
+/// shuts down (records in flight are answered, then UNAVAILABLE).
+///
+/// The stream is read only while fewer than `max_in_flight` records await their
+/// answer, and answers wait for the client to take them, so a stream never holds
+/// more than `max_in_flight` records: a faster client is held back by HTTP/2 flow
+/// control. Records are enqueued in the order they arrive, so records for one
+/// partition keep the stream's order.
+pub async fn run(
+    mut requests: Streaming<proto::PublishStreamRequest>,
+    answers: mpsc::Sender<Answer>,
+    producer: Arc<ProducerManager>,
+    limits: StreamLimits,
+    shutdown: CancellationToken,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut default_topic: Option<Result<TopicName, Status>> = None;
+    let mut index = 0usize;
+    let ended = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if answers.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+            next = requests.message(), if in_flight.len() < limits.max_in_flight => match next {
+                Ok(Some(request)) => {
+                    let correlation_id = request.correlation_id.clone();
+                    let topic = default_topic.get_or_insert_with(|| topic_of(&request.topic)).clone();
+                    let position = index;
+                    index += 1;
+                    let accepted = async {
+                        let topic = if request.topic.is_empty() { topic? } else { topic_of(&request.topic)? };
+                        let record = request.record.ok_or_else(|| {
+                            Status::invalid_argument(format!("request {position} has no record"))
+                        })?;
+                        let record = convert::record(position, record, limits.max_message_bytes).map_err(Error::from)?;
+                        producer.enqueue(&topic, &record).await.map_err(Status::from)
+                    };
+                    match accepted.await {
+                        Ok(delivery) => {
+                            let id = correlation_id;
+                            in_flight.push(async move {
+                                let result = match delivery.await {
+                                    Ok(delivered) => proto::publish_stream_response::Result::Ack(convert::record_result(delivered)),
+                                    Err(err) => failed(Status::from(err)),
+                                };
+                                proto::PublishStreamResponse { correlation_id: id, result: Some(result) }
+                            });
+                        }
+                        Err(status) => {
+                            let answer = proto::PublishStreamResponse { correlation_id, result: Some(failed(status)) };
+                            if answers.send(Ok(answer)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break None,
+                // The client cancelled or broke the stream; nobody reads answers.
+                Err(_) => return,
+            }
+        }
+    };
+    while let Some(answer) = in_flight.next().await {
+        if answers.send(Ok(answer)).await.is_err() {
+            return;
+        }
+    }
+    if let Some(status) = ended {
+        let _ = answers.send(Err(status)).await;
+    }
+}
+
+fn topic_of(name: &str) -> Result<TopicName, Status> {
+    TopicName::new(name).map_err(|e| Status::from(Error::from(e)))
+}
+
+fn failed(status: Status) -> proto::publish_stream_response::Result {
+    proto::publish_stream_response::Result::Error(proto::PublishError {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+    })
+}
