@@ -63,7 +63,7 @@ async fn shutdown_finishes_publishes_ends_streams_and_commits() {
             Err(status) => break status,
             Ok(Some(event)) => {
                 let Some(proto::subscribe_response::Event::Record(record)) = event.event else {
-                    panic!("unexpected event {event:?}")
+                    continue; // assignment changes
                 };
                 assert_eq!(value_of(&record), "in-flight", "an old record came again");
                 got_in_flight = true;

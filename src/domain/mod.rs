@@ -9,5 +9,5 @@ mod topic;
 
 pub use error::ValidationError;
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
-pub use subscription::{GroupStart, PartitionStart, SubscriptionSpec};
+pub use subscription::{AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec};
 pub use topic::TopicName;

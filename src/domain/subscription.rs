@@ -11,6 +11,8 @@ pub enum SubscriptionSpec {
         topics: Vec<TopicName>,
         /// Where to start partitions the group has no committed offset for.
         start: GroupStart,
+        /// Who decides what is committed.
+        acks: AckMode,
     },
     /// Read partitions directly, with no group and no commits.
     Partitions {
@@ -22,6 +24,31 @@ pub enum SubscriptionSpec {
         /// Where to start.
         start: PartitionStart,
     },
+}
+
+/// Who decides which delivered records of a group subscription are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Records written to the stream count as processed.
+    Auto,
+    /// Only records the client acknowledged; at most `max_unacked` await an ack.
+    Client {
+        /// Delivered records that may await acknowledgement at once.
+        max_unacked: usize,
+    },
+}
+
+/// What a subscription stream carries.
+#[derive(Debug, Clone)]
+pub enum SubscriptionEvent {
+    /// A record.
+    Record(super::ConsumedRecord),
+    /// First event of a client-acknowledged subscription: its id.
+    Started(String),
+    /// The group gave the stream these partitions.
+    Assigned(Vec<(TopicName, i32)>),
+    /// The group took these partitions away.
+    Revoked(Vec<(TopicName, i32)>),
 }
 
 /// Start of a group subscription, used where the group has no committed offset.
@@ -52,6 +79,7 @@ impl SubscriptionSpec {
         group_id: &str,
         topics: Vec<TopicName>,
         start: GroupStart,
+        acks: AckMode,
     ) -> Result<SubscriptionSpec, ValidationError> {
         if group_id.trim().is_empty() || group_id.len() > 255 {
             return Err(ValidationError::Subscription(format!(
@@ -62,6 +90,7 @@ impl SubscriptionSpec {
             group_id: group_id.to_string(),
             topics: unique_topics(topics)?,
             start,
+            acks,
         })
     }
 
@@ -197,6 +226,9 @@ mod tests {
             SubscriptionSpec::partitions(vec![topic("a")], vec![-1], PartitionStart::Latest)
                 .is_err()
         );
-        assert!(SubscriptionSpec::group(" ", vec![topic("a")], GroupStart::Latest).is_err());
+        assert!(
+            SubscriptionSpec::group(" ", vec![topic("a")], GroupStart::Latest, AckMode::Auto)
+                .is_err()
+        );
     }
 }

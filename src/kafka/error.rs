@@ -49,6 +49,15 @@ pub enum Error {
     /// The request does not fit the group or cluster (protocol, group id).
     #[error("Kafka refused the request: {0}")]
     Refused(String),
+    /// No live client-acknowledged subscription has this id.
+    #[error("no subscription {0:?} on this gateway instance: it ended, or its stream is served by another instance (acknowledge on the instance that serves the stream)")]
+    UnknownSubscription(String),
+    /// An ack the subscription cannot take now.
+    #[error("{0}")]
+    AckRefused(String),
+    /// An ack for a record the subscription did not deliver.
+    #[error("{0}")]
+    UnknownRecord(String),
     /// The shared producer's queue is full; retry after a short wait.
     #[error("the gateway's producer queue is full ({0}): retry after a short wait, or raise --producer-queue-messages / --producer-queue-bytes")]
     QueueFull(String),

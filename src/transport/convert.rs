@@ -3,8 +3,8 @@
 
 use super::proto;
 use crate::domain::{
-    ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord, PartitionStart, RecordTimestamp,
-    SubscriptionSpec, TopicName, ValidationError,
+    AckMode, ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord, PartitionStart,
+    RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName, ValidationError,
 };
 
 /// A validated Publish: the topic and its records.
@@ -103,7 +103,25 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
                 )))
             }
         };
-        return SubscriptionSpec::group(&request.group_id, topics, start);
+        let acks = match proto::AckMode::try_from(request.ack_mode) {
+            Ok(proto::AckMode::Unspecified | proto::AckMode::Auto) => AckMode::Auto,
+            Ok(proto::AckMode::Client) => AckMode::Client {
+                max_unacked: max_unacked(request.max_unacked)?,
+            },
+            Err(_) => {
+                return Err(ValidationError::Subscription(format!(
+                    "ack_mode {} is not an AckMode this gateway knows",
+                    request.ack_mode
+                )))
+            }
+        };
+        return SubscriptionSpec::group(&request.group_id, topics, start, acks);
+    }
+    if request.ack_mode == proto::AckMode::Client as i32 {
+        return misplaced(
+            "ack_mode ACK_MODE_CLIENT",
+            "a group_id: only a consumer group commits offsets",
+        );
     }
     let start = match start {
         S::Unspecified | S::Latest => PartitionStart::Latest,
@@ -139,27 +157,86 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
     SubscriptionSpec::partitions(topics, request.partitions, start)
 }
 
-/// One record event of a Subscribe stream.
-pub fn record_event(record: ConsumedRecord) -> proto::SubscribeResponse {
-    proto::SubscribeResponse {
-        event: Some(proto::subscribe_response::Event::Record(
-            proto::ConsumedRecord {
-                topic: record.topic.to_string(),
-                partition: record.partition,
-                offset: record.offset,
-                key: record.key,
-                value: record.value,
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|h| proto::Header {
-                        key: h.key,
-                        value: h.value,
-                    })
-                    .collect(),
-                timestamp: timestamp(record.timestamp),
-            },
-        )),
+/// One event of a Subscribe stream.
+pub fn subscription_event(event: SubscriptionEvent) -> proto::SubscribeResponse {
+    use proto::subscribe_response::Event;
+    let partitions = |list: Vec<(TopicName, i32)>| {
+        list.into_iter()
+            .map(|(topic, partition)| proto::TopicPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+            .collect()
+    };
+    let event = match event {
+        SubscriptionEvent::Record(record) => Event::Record(consumed_record(record)),
+        SubscriptionEvent::Started(subscription_id) => {
+            Event::Started(proto::SubscriptionStarted { subscription_id })
+        }
+        SubscriptionEvent::Assigned(list) => Event::Assigned(proto::PartitionsAssigned {
+            partitions: partitions(list),
+        }),
+        SubscriptionEvent::Revoked(list) => Event::Revoked(proto::PartitionsRevoked {
+            partitions: partitions(list),
+        }),
+    };
+    proto::SubscribeResponse { event: Some(event) }
+}
+
+/// Records named by topic, partition and offset.
+pub type RecordPositions = Vec<(TopicName, i32, i64)>;
+
+/// The records an AckRequest names.
+pub fn ack_request(
+    request: proto::AckRequest,
+) -> Result<(String, RecordPositions), ValidationError> {
+    if request.subscription_id.is_empty() {
+        return Err(ValidationError::Subscription(
+            "subscription_id is empty: use the id from the stream's SubscriptionStarted event"
+                .into(),
+        ));
+    }
+    if request.records.is_empty() {
+        return Err(ValidationError::Subscription(
+            "records is empty: name the records to acknowledge".into(),
+        ));
+    }
+    let records = request
+        .records
+        .into_iter()
+        .map(|r| Ok((TopicName::new(&r.topic)?, r.partition, r.offset)))
+        .collect::<Result<_, ValidationError>>()?;
+    Ok((request.subscription_id, records))
+}
+
+fn consumed_record(record: ConsumedRecord) -> proto::ConsumedRecord {
+    proto::ConsumedRecord {
+        topic: record.topic.to_string(),
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key,
+        value: record.value,
+        headers: record
+            .headers
+            .into_iter()
+            .map(|h| proto::Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+        timestamp: timestamp(record.timestamp),
+    }
+}
+
+/// `max_unacked` of a request; 0 means the default.
+fn max_unacked(requested: i32) -> Result<usize, ValidationError> {
+    const DEFAULT_MAX_UNACKED: usize = 1000;
+    match requested {
+        0 => Ok(DEFAULT_MAX_UNACKED),
+        n if n > 0 => Ok(n as usize),
+        n => Err(ValidationError::Subscription(format!(
+            "max_unacked {n} is negative: give 1 or more, or 0 for 1000"
+        ))),
     }
 }
 

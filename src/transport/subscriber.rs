@@ -44,9 +44,21 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
             self.consumers.subscribe(spec),
         )
         .await?;
-        let events = subscription.map(|item| item.map(convert::record_event).map_err(Status::from));
+        let events =
+            subscription.map(|item| item.map(convert::subscription_event).map_err(Status::from));
         Ok(Response::new(Box::pin(DeadlineStream::new(
             events, deadline,
         ))))
+    }
+
+    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription_id, records = request.get_ref().records.len()))]
+    async fn ack(
+        &self,
+        request: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckResponse>, Status> {
+        let (id, records) =
+            convert::ack_request(request.into_inner()).map_err(crate::Error::from)?;
+        self.consumers.ack(&id, &records)?;
+        Ok(Response::new(proto::AckResponse {}))
     }
 }

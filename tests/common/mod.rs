@@ -221,16 +221,14 @@ pub async fn subscribe(
         .into_inner()
 }
 
-/// The next record of a stream, waiting at most `PATIENCE`.
+/// The next event of a stream that is a record, skipping control events
+/// (assignments, the started id), waiting at most `PATIENCE`.
 pub async fn next_record(
     stream: &mut Streaming<proto::SubscribeResponse>,
 ) -> proto::ConsumedRecord {
-    match tokio::time::timeout(PATIENCE, stream.message()).await {
-        Ok(Ok(Some(proto::SubscribeResponse {
-            event: Some(proto::subscribe_response::Event::Record(record)),
-        }))) => record,
-        other => panic!("expected a record, got {other:?}"),
-    }
+    record_within(stream, PATIENCE)
+        .await
+        .expect("a record within PATIENCE")
 }
 
 /// The next `n` records of a stream.
@@ -245,18 +243,23 @@ pub async fn next_records(
     out
 }
 
-/// Whether the stream yields a record within `wait`; for "nothing more arrives"
-/// checks, which pass on a slow machine too (a slow machine only delays records).
+/// The next record within `wait`, skipping control events; `None` if none came.
+/// For "nothing more arrives" checks, which pass on a slow machine too (a slow
+/// machine only delays records).
 pub async fn record_within(
     stream: &mut Streaming<proto::SubscribeResponse>,
     wait: Duration,
 ) -> Option<proto::ConsumedRecord> {
-    match tokio::time::timeout(wait, stream.message()).await {
-        Err(_) => None,
-        Ok(Ok(Some(proto::SubscribeResponse {
-            event: Some(proto::subscribe_response::Event::Record(record)),
-        }))) => Some(record),
-        Ok(other) => panic!("expected a record or nothing, got {other:?}"),
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Err(_) => return None,
+            Ok(Ok(Some(proto::SubscribeResponse {
+                event: Some(proto::subscribe_response::Event::Record(record)),
+            }))) => return Some(record),
+            Ok(Ok(Some(proto::SubscribeResponse { event: Some(_) }))) => continue,
+            Ok(other) => panic!("expected a record or nothing, got {other:?}"),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use super::{
     metadata::{OffsetLookup, TopicLookup},
     Error, KafkaSettings,
 };
-use crate::domain::{GroupStart, SubscriptionSpec, TopicName};
+use crate::domain::{AckMode, GroupStart, SubscriptionSpec, TopicName};
 use context::GroupContext;
 use offsets::DeliveredOffsets;
 use pump::{Commits, Pump};
@@ -26,7 +26,14 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer},
     Offset, TopicPartitionList,
 };
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hasher},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, Weak,
+    },
+};
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -37,6 +44,8 @@ pub struct ConsumerManager {
     offsets: OffsetLookup,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Client-acknowledged subscriptions by id.
+    acks: Mutex<HashMap<String, Weak<DeliveredOffsets>>>,
 }
 
 impl ConsumerManager {
@@ -56,6 +65,7 @@ impl ConsumerManager {
             offsets: OffsetLookup::new(lookups, settings.broker_timeout),
             shutdown,
             tasks: TaskTracker::new(),
+            acks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -80,7 +90,8 @@ impl ConsumerManager {
                 group_id,
                 topics,
                 start,
-            } => self.subscribe_group(group_id, topics, start),
+                acks,
+            } => self.subscribe_group(group_id, topics, start, acks),
             SubscriptionSpec::Partitions {
                 topics,
                 partitions,
@@ -92,6 +103,31 @@ impl ConsumerManager {
                 self.subscribe_partitions(topics, assignment)
             }
         }
+    }
+
+    /// Applies a client's acknowledgements to the subscription `id`, in order, up
+    /// to the first one that fails.
+    pub fn ack(&self, id: &str, records: &[(TopicName, i32, i64)]) -> Result<(), Error> {
+        let delivered = self
+            .acks
+            .lock()
+            .expect("ack registry lock")
+            .get(id)
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| Error::UnknownSubscription(id.to_string()))?;
+        records
+            .iter()
+            .try_for_each(|(topic, partition, offset)| delivered.ack(topic, *partition, *offset))
+    }
+
+    /// Gives a client-acknowledged subscription an id for its acks. Entries of
+    /// ended subscriptions (their tracking dropped with the consumer) go here too.
+    fn register_acks(&self, delivered: &Arc<DeliveredOffsets>) -> String {
+        let id = subscription_id();
+        let mut acks = self.acks.lock().expect("ack registry lock");
+        acks.retain(|_, d| d.strong_count() > 0);
+        acks.insert(id.clone(), Arc::downgrade(delivered));
+        id
     }
 
     /// Consumers alive now, including those still closing: each lives exactly as
@@ -112,12 +148,13 @@ impl ConsumerManager {
         group_id: String,
         topics: Vec<TopicName>,
         start: GroupStart,
+        acks: AckMode,
     ) -> Result<Subscription, Error> {
         let reset = match start {
             GroupStart::Latest => "latest",
             GroupStart::Earliest => "earliest",
         };
-        let delivered = Arc::new(DeliveredOffsets::default());
+        let delivered = Arc::new(DeliveredOffsets::new(acks));
         let context = GroupContext {
             group: group_id.clone(),
             delivered: delivered.clone(),
@@ -135,7 +172,10 @@ impl ConsumerManager {
             delivered: delivered.clone(),
             interval: self.settings.commit_interval,
         };
-        Ok(self.start(consumer, topics, Some(commits), Some(delivered)))
+        let started = delivered
+            .client_acks()
+            .then(|| self.register_acks(&delivered));
+        Ok(self.start(consumer, topics, Some(commits), Some(delivered), started))
     }
 
     fn subscribe_partitions(
@@ -166,7 +206,7 @@ impl ConsumerManager {
         consumer
             .assign(&list)
             .map_err(|e| Error::from_kafka(&e, None))?;
-        Ok(self.start(consumer, topics, None, None))
+        Ok(self.start(consumer, topics, None, None, None))
     }
 
     fn start<C: ConsumerContext + 'static>(
@@ -175,6 +215,7 @@ impl ConsumerManager {
         topics: Vec<TopicName>,
         commits: Option<Commits>,
         delivered: Option<Arc<DeliveredOffsets>>,
+        started: Option<String>,
     ) -> Subscription {
         let (tx, rx) = mpsc::channel(self.settings.subscribe_buffer);
         let pump = Pump {
@@ -185,6 +226,21 @@ impl ConsumerManager {
             commits,
         };
         self.tasks.spawn(pump.run());
-        Subscription::new(rx, delivered, self.shutdown.clone().cancelled_owned())
+        Subscription::new(
+            rx,
+            delivered,
+            started,
+            self.shutdown.clone().cancelled_owned(),
+        )
     }
+}
+
+/// A subscription id that is unique in this process and hard to guess: random
+/// bits from the standard library's hasher keys, and a counter.
+fn subscription_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(n);
+    format!("{:016x}{n:x}", hasher.finish())
 }

@@ -2,9 +2,21 @@
 //! committed, and the assignment generation that tells current records from stale
 //! ones.
 
-use crate::domain::TopicName;
+use crate::{
+    domain::{AckMode, SubscriptionEvent, TopicName},
+    kafka::Error,
+};
+use futures::task::AtomicWaker;
 use rdkafka::{Offset, TopicPartitionList};
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::Mutex,
+    task::Context,
+};
+use tracing::warn;
+
+/// Control events kept for a stream that does not read them; older ones go first.
+const MAX_EVENTS: usize = 256;
 
 type Partition = (TopicName, i32);
 
@@ -17,13 +29,31 @@ type Partition = (TopicName, i32);
 /// are neither delivered nor committed, so a stream never sees an offset twice from
 /// one assignment, and a commit never comes from a member that no longer owns the
 /// partition.
-#[derive(Default)]
+///
+/// With [`AckMode::Client`] a delivered record becomes committable only once the
+/// client acknowledged it, and a partition commits up to its first delivered record
+/// still unacknowledged.
 pub struct DeliveredOffsets {
+    mode: AckMode,
     inner: Mutex<Inner>,
+    /// Wakes the stream when an ack frees room or a control event arrives.
+    waker: AtomicWaker,
+}
+
+impl Default for DeliveredOffsets {
+    fn default() -> Self {
+        DeliveredOffsets::new(AckMode::Auto)
+    }
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Client mode: delivered, unacknowledged offsets per partition.
+    outstanding: HashMap<Partition, BTreeSet<i64>>,
+    /// Client mode: last offset delivered per partition.
+    last_delivered: HashMap<Partition, i64>,
+    unacked: usize,
+    events: VecDeque<SubscriptionEvent>,
     next_generation: u64,
     assigned: HashMap<Partition, u64>,
     pending: HashMap<Partition, i64>,
@@ -33,6 +63,68 @@ struct Inner {
 }
 
 impl DeliveredOffsets {
+    /// Tracking for a subscription in `mode`.
+    pub fn new(mode: AckMode) -> DeliveredOffsets {
+        DeliveredOffsets {
+            mode,
+            inner: Mutex::new(Inner::default()),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Whether the client acknowledges records itself.
+    pub fn client_acks(&self) -> bool {
+        matches!(self.mode, AckMode::Client { .. })
+    }
+
+    /// Registers the stream's waker, then says whether it may deliver another
+    /// record (client mode holds at most `max_unacked` unacknowledged).
+    pub fn may_deliver(&self, cx: &mut Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        match self.mode {
+            AckMode::Auto => true,
+            AckMode::Client { max_unacked } => self.lock().unacked < max_unacked,
+        }
+    }
+
+    /// The oldest control event not yet sent (call after [`Self::may_deliver`]
+    /// registered the waker).
+    pub fn next_event(&self) -> Option<SubscriptionEvent> {
+        self.lock().events.pop_front()
+    }
+
+    /// Records that the client processed the record at `offset`.
+    pub fn ack(&self, topic: &TopicName, partition: i32, offset: i64) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let key = (topic.clone(), partition);
+        if !inner.assigned.contains_key(&key) {
+            return Err(Error::AckRefused(format!(
+                "{topic}/{partition} is not assigned to this subscription (revoked since?); its unacknowledged records go to the partition's new owner"
+            )));
+        }
+        let removed = inner
+            .outstanding
+            .get_mut(&key)
+            .is_some_and(|o| o.remove(&offset));
+        if !removed {
+            return Err(Error::UnknownRecord(format!(
+                "offset {offset} of {topic}/{partition} was not delivered by this subscription, or was acknowledged already"
+            )));
+        }
+        inner.unacked -= 1;
+        let next = match inner.outstanding.get(&key).and_then(|o| o.first()) {
+            Some(&first_unacked) => first_unacked,
+            None => inner.last_delivered[&key] + 1,
+        };
+        let committed_up_to = inner.taken.get(&key).copied().unwrap_or(i64::MIN);
+        if next > committed_up_to && inner.pending.get(&key).is_none_or(|p| *p < next) {
+            inner.pending.insert(key, next);
+        }
+        drop(inner);
+        self.waker.wake();
+        Ok(())
+    }
+
     /// Generation of the partition's current assignment, to tag a record read now.
     pub fn generation(&self, topic: &TopicName, partition: i32) -> u64 {
         let inner = self.lock();
@@ -51,21 +143,35 @@ impl DeliveredOffsets {
         if inner.assigned.get(&key) != Some(&generation) {
             return false;
         }
-        let next = inner.pending.entry(key).or_insert(offset + 1);
-        *next = (*next).max(offset + 1);
+        if self.client_acks() {
+            inner
+                .outstanding
+                .entry(key.clone())
+                .or_default()
+                .insert(offset);
+            inner.last_delivered.insert(key, offset);
+            inner.unacked += 1;
+        } else {
+            let next = inner.pending.entry(key).or_insert(offset + 1);
+            *next = (*next).max(offset + 1);
+        }
         true
     }
 
     /// Partitions the group gave this member.
     pub fn assign(&self, partitions: &TopicPartitionList) {
         let mut inner = self.lock();
+        let mut event = Vec::with_capacity(partitions.count());
         for p in partitions.elements() {
             inner.next_generation += 1;
             let generation = inner.next_generation;
-            inner
-                .assigned
-                .insert((TopicName::trusted(p.topic()), p.partition()), generation);
+            let key = (TopicName::trusted(p.topic()), p.partition());
+            event.push(key.clone());
+            inner.assigned.insert(key, generation);
         }
+        inner.push_event(SubscriptionEvent::Assigned(event));
+        drop(inner);
+        self.waker.wake();
     }
 
     /// Forgets `partitions` and returns their uncommitted offsets, to commit before
@@ -73,14 +179,23 @@ impl DeliveredOffsets {
     pub fn revoke(&self, partitions: &TopicPartitionList) -> Option<TopicPartitionList> {
         let mut inner = self.lock();
         let mut out = TopicPartitionList::new();
+        let mut event = Vec::with_capacity(partitions.count());
         for p in partitions.elements() {
             let key = (TopicName::trusted(p.topic()), p.partition());
             inner.assigned.remove(&key);
             inner.taken.remove(&key);
+            inner.last_delivered.remove(&key);
+            if let Some(outstanding) = inner.outstanding.remove(&key) {
+                inner.unacked -= outstanding.len();
+            }
             if let Some(next) = inner.pending.remove(&key) {
                 let _ = out.add_partition_offset(key.0.as_str(), key.1, Offset::Offset(next));
             }
+            event.push(key);
         }
+        inner.push_event(SubscriptionEvent::Revoked(event));
+        drop(inner);
+        self.waker.wake();
         (out.count() > 0).then_some(out)
     }
 
@@ -114,6 +229,16 @@ impl DeliveredOffsets {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("offsets lock")
+    }
+}
+
+impl Inner {
+    fn push_event(&mut self, event: SubscriptionEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            warn!("a stream is not reading its control events; dropping the oldest");
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 }
 
@@ -183,6 +308,64 @@ mod tests {
             "record of the previous assignment delivered"
         );
         assert!(d.mark(&t, 0, 2, d.generation(&t, 0)));
+    }
+
+    #[test]
+    fn client_acks_commit_up_to_the_first_unacknowledged_record() {
+        let d = DeliveredOffsets::new(AckMode::Client { max_unacked: 10 });
+        let t = TopicName::trusted("t");
+        d.assign(&list(&[("t", 0, None)]));
+        let g = d.generation(&t, 0);
+        for offset in [10, 11, 12, 14] {
+            assert!(d.mark(&t, 0, offset, g));
+        }
+        assert!(
+            d.take().is_none(),
+            "delivered but unacknowledged records were committable"
+        );
+        d.ack(&t, 0, 11).unwrap();
+        d.ack(&t, 0, 12).unwrap();
+        // A commit names the next record to read: 10 at most, the first
+        // unacknowledged one.
+        assert!(
+            offsets_of(d.take()).iter().all(|(_, _, next)| *next <= 10),
+            "10 is unacknowledged, nothing after it may commit"
+        );
+        d.ack(&t, 0, 10).unwrap();
+        assert_eq!(offsets_of(d.take()), vec![("t".into(), 0, 14)]);
+        d.ack(&t, 0, 14).unwrap();
+        assert_eq!(offsets_of(d.take()), vec![("t".into(), 0, 15)]);
+        assert!(d.ack(&t, 0, 14).is_err(), "acknowledged twice");
+        assert!(d.ack(&t, 0, 99).is_err(), "never delivered");
+        assert!(d.ack(&t, 1, 0).is_err(), "not assigned");
+    }
+
+    #[test]
+    fn client_mode_counts_unacknowledged_records_against_the_limit() {
+        let d = DeliveredOffsets::new(AckMode::Client { max_unacked: 2 });
+        let t = TopicName::trusted("t");
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        d.assign(&list(&[("t", 0, None)]));
+        let g = d.generation(&t, 0);
+        d.mark(&t, 0, 0, g);
+        assert!(d.may_deliver(&mut cx));
+        d.mark(&t, 0, 1, g);
+        assert!(!d.may_deliver(&mut cx));
+        d.ack(&t, 0, 0).unwrap();
+        assert!(d.may_deliver(&mut cx));
+        d.revoke(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]));
+        d.mark(&t, 0, 5, d.generation(&t, 0));
+        d.mark(&t, 0, 6, d.generation(&t, 0));
+        assert!(
+            !d.may_deliver(&mut cx),
+            "revoked records left the count wrong"
+        );
+        assert!(matches!(
+            d.next_event(),
+            Some(SubscriptionEvent::Assigned(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The stream a Subscribe RPC reads from.
 
 use super::offsets::DeliveredOffsets;
-use crate::{domain::ConsumedRecord, kafka::Error};
+use crate::{
+    domain::{ConsumedRecord, SubscriptionEvent},
+    kafka::Error,
+};
 use futures::Stream;
 use std::{
     future::Future,
@@ -18,7 +21,8 @@ pub(super) struct Delivery {
     pub generation: u64,
 }
 
-/// Records of one subscription, in partition order, read ahead into a small bounded
+/// Events of one subscription: records in partition order, and for group
+/// subscriptions partition assignment changes. Records are read ahead into a small bounded
 /// buffer. For a group subscription a record counts as delivered, and its offset as
 /// committable, when this stream yields it to the gRPC transport; records of a
 /// partition revoked while they waited here are dropped (another member reads
@@ -30,6 +34,8 @@ pub(super) struct Delivery {
 pub struct Subscription {
     records: mpsc::Receiver<Result<Delivery, Error>>,
     delivered: Option<Arc<DeliveredOffsets>>,
+    /// Sent first, for client-acknowledged subscriptions.
+    started: Option<String>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
 }
@@ -38,11 +44,13 @@ impl Subscription {
     pub(super) fn new(
         records: mpsc::Receiver<Result<Delivery, Error>>,
         delivered: Option<Arc<DeliveredOffsets>>,
+        started: Option<String>,
         shutdown: WaitForCancellationFutureOwned,
     ) -> Subscription {
         Subscription {
             records,
             delivered,
+            started,
             shutdown: Box::pin(shutdown),
             ended: false,
         }
@@ -50,7 +58,7 @@ impl Subscription {
 }
 
 impl Stream for Subscription {
-    type Item = Result<ConsumedRecord, Error>;
+    type Item = Result<SubscriptionEvent, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
@@ -62,6 +70,21 @@ impl Stream for Subscription {
             self.ended = true;
             return Poll::Ready(Some(Err(Error::ShuttingDown)));
         }
+        if let Some(id) = self.started.take() {
+            return Poll::Ready(Some(Ok(SubscriptionEvent::Started(id))));
+        }
+        if let Some(delivered) = &self.delivered {
+            // Control events go before records, so an assignment is announced
+            // before its records; a client at its unacked limit gets no records
+            // until it acknowledges (the buffer fills and the pump pauses).
+            let may_deliver = delivered.may_deliver(cx);
+            if let Some(event) = delivered.next_event() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if !may_deliver {
+                return Poll::Pending;
+            }
+        }
         loop {
             return match self.records.poll_recv(cx) {
                 Poll::Ready(Some(Ok(Delivery { record, generation }))) => {
@@ -71,7 +94,7 @@ impl Stream for Subscription {
                     if !current {
                         continue;
                     }
-                    Poll::Ready(Some(Ok(record)))
+                    Poll::Ready(Some(Ok(SubscriptionEvent::Record(record))))
                 }
                 Poll::Ready(Some(Err(err))) => {
                     self.ended = true;
