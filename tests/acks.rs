@@ -1,0 +1,213 @@
+//! ACK_MODE_CLIENT: only acknowledged records are committed, unacknowledged ones
+//! come again, max_unacked holds delivery back, bad acks get clear errors.
+
+mod common;
+
+use common::*;
+use kafka_gateway::transport::proto::{self, subscribe_response::Event, AckMode, StartPosition};
+use std::collections::BTreeSet;
+use tonic::{transport::Channel, Code, Streaming};
+
+type Subscriber = proto::subscriber_service_client::SubscriberServiceClient<Channel>;
+
+fn client_ack_request(topic: &str, group: &str, max_unacked: i32) -> proto::SubscribeRequest {
+    proto::SubscribeRequest {
+        ack_mode: AckMode::Client as i32,
+        max_unacked,
+        ..group_request(topic, group, StartPosition::Earliest)
+    }
+}
+
+/// Opens a client-ack stream and returns it with its subscription id, which the
+/// stream sends first.
+async fn open(
+    subscriber: &mut Subscriber,
+    request: proto::SubscribeRequest,
+) -> (Streaming<proto::SubscribeResponse>, String) {
+    let mut stream = subscribe(subscriber, request).await;
+    let first = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(Event::Started(started)) = first.event else {
+        panic!("first event: {first:?}")
+    };
+    assert!(!started.subscription_id.is_empty());
+    (stream, started.subscription_id)
+}
+
+async fn ack(
+    subscriber: &mut Subscriber,
+    id: &str,
+    records: &[&proto::ConsumedRecord],
+) -> Result<(), tonic::Status> {
+    let records = records
+        .iter()
+        .map(|r| proto::RecordPosition {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+        })
+        .collect();
+    subscriber
+        .ack(proto::AckRequest {
+            subscription_id: id.into(),
+            records,
+        })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn only_acknowledged_records_are_committed() {
+    let gw = TestGateway::start(&["--commit-interval", "100ms"]).await;
+    let topic = topic(1).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    publish(
+        &mut publisher,
+        &topic,
+        (0..20).map(|i| record(None, &i.to_string())).collect(),
+    )
+    .await;
+
+    let mut subscriber = gw.subscriber().await;
+    let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &group, 0)).await;
+    let got = next_records(&mut stream, 20).await;
+    // 0..=9 and 15 acknowledged: the group may commit up to 10, not past it.
+    let acked: Vec<_> = got
+        .iter()
+        .filter(|r| r.offset < 10 || r.offset == 15)
+        .collect();
+    ack(&mut subscriber, &id, &acked)
+        .await
+        .expect("acks accepted");
+    drop(stream);
+    wait_until_no_consumers(&gw).await;
+
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let again = next_records(&mut stream, 10).await;
+    let offsets: BTreeSet<_> = again.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (10..20).collect(),
+        "unacknowledged records did not all come again, or acknowledged ones did"
+    );
+    assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn max_unacked_holds_delivery_until_acks_arrive() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    publish(
+        &mut publisher,
+        &topic,
+        (0..20).map(|i| record(None, &i.to_string())).collect(),
+    )
+    .await;
+
+    let mut subscriber = gw.subscriber().await;
+    let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &unique("g"), 5)).await;
+    let first = next_records(&mut stream, 5).await;
+    assert_no_more_records(&mut stream).await;
+    ack(&mut subscriber, &id, &[&first[0], &first[1]])
+        .await
+        .unwrap();
+    let next = next_records(&mut stream, 2).await;
+    assert_eq!(next.iter().map(|r| r.offset).collect::<Vec<_>>(), [5, 6]);
+    assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_acks_get_clear_errors() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    publish(
+        &mut publisher,
+        &topic,
+        vec![record(None, "a"), record(None, "b")],
+    )
+    .await;
+    let mut subscriber = gw.subscriber().await;
+
+    let status = ack(
+        &mut subscriber,
+        "no-such-subscription",
+        &[&proto::ConsumedRecord {
+            topic: topic.clone(),
+            ..Default::default()
+        }],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &unique("g"), 0)).await;
+    let first = next_record(&mut stream).await;
+    ack(&mut subscriber, &id, &[&first]).await.unwrap();
+    let twice = ack(&mut subscriber, &id, &[&first]).await.unwrap_err();
+    assert_eq!(twice.code(), Code::InvalidArgument, "{twice:?}");
+    let never = proto::ConsumedRecord {
+        offset: 99,
+        ..first.clone()
+    };
+    let status = ack(&mut subscriber, &id, &[&never]).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("not delivered"), "{status:?}");
+
+    let no_group = proto::SubscribeRequest {
+        ack_mode: AckMode::Client as i32,
+        ..partitions_request(&topic, StartPosition::Earliest)
+    };
+    let status = subscriber.subscribe(no_group).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_stream_announces_its_partitions_before_their_records() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(2).await;
+    let mut publisher = gw.publisher().await;
+    publish(
+        &mut publisher,
+        &topic,
+        vec![record_at(0, "a"), record_at(1, "b")],
+    )
+    .await;
+    let mut subscriber = gw.subscriber().await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &unique("g"), StartPosition::Earliest),
+    )
+    .await;
+    let first = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(Event::Assigned(assigned)) = first.event else {
+        panic!("first event: {first:?}")
+    };
+    let partitions: BTreeSet<_> = assigned
+        .partitions
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition))
+        .collect();
+    assert_eq!(
+        partitions,
+        BTreeSet::from([(topic.clone(), 0), (topic.clone(), 1)])
+    );
+    next_records(&mut stream, 2).await;
+    gw.stop().await;
+}
