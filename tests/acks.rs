@@ -65,12 +65,7 @@ async fn only_acknowledged_records_are_committed() {
     let topic = topic(1).await;
     let group = unique("g");
     let mut publisher = gw.publisher().await;
-    publish(
-        &mut publisher,
-        &topic,
-        (0..20).map(|i| record(None, &i.to_string())).collect(),
-    )
-    .await;
+    publish(&mut publisher, &topic, numbered(20)).await;
 
     let mut subscriber = gw.subscriber().await;
     let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &group, 0)).await;
@@ -107,12 +102,7 @@ async fn max_unacked_holds_delivery_until_acks_arrive() {
     let gw = TestGateway::start(&[]).await;
     let topic = topic(1).await;
     let mut publisher = gw.publisher().await;
-    publish(
-        &mut publisher,
-        &topic,
-        (0..20).map(|i| record(None, &i.to_string())).collect(),
-    )
-    .await;
+    publish(&mut publisher, &topic, numbered(20)).await;
 
     let mut subscriber = gw.subscriber().await;
     let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &unique("g"), 5)).await;

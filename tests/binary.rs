@@ -5,11 +5,7 @@ mod common;
 
 use common::*;
 use kafka_gateway::transport::proto::publisher_service_client::PublisherServiceClient;
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
-use tonic::transport::Channel;
+use std::process::Command;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -20,44 +16,10 @@ use tonic_reflection::pb::v1::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-gateway");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn serves_health_and_reflection_publishes_and_exits_cleanly_on_sigterm() {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--brokers",
-            &brokers(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the binary");
-
-    let channel = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .unwrap()
-                .connect()
-                .await
-            {
-                break channel;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the gateway listens");
+    let mut gateway = GatewayProcess::spawn(&[]);
+    let channel = gateway.channel().await;
 
     let mut health = HealthClient::new(channel.clone());
     for service in [
@@ -115,15 +77,15 @@ async fn serves_health_and_reflection_publishes_and_exits_cleanly_on_sigterm() {
         1
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    gateway.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = gateway.child.wait();
+        (gateway, status)
+    })
+    .await
+    .unwrap()
+    .1
+    .unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
 

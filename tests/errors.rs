@@ -207,7 +207,7 @@ async fn a_full_producer_queue_is_resource_exhausted() {
     let gw = TestGateway::start(&["--producer-queue-messages", "1", "--linger", "1s"]).await;
     let topic = topic(1).await;
     let mut publisher = gw.publisher().await;
-    let records = (0..20).map(|i| record(None, &i.to_string())).collect();
+    let records = numbered(20);
     let (code, message) = code_of(
         publisher
             .publish(proto::PublishRequest {

@@ -176,6 +176,11 @@ pub fn record(key: Option<&str>, value: &str) -> proto::Record {
     }
 }
 
+/// `n` records whose values are "0", "1", ...
+pub fn numbered(n: usize) -> Vec<proto::Record> {
+    (0..n).map(|i| record(None, &i.to_string())).collect()
+}
+
 /// A record for an explicit partition.
 pub fn record_at(partition: i32, value: &str) -> proto::Record {
     proto::Record {
@@ -304,4 +309,63 @@ pub async fn wait_until_no_consumers(gw: &TestGateway) {
         "{} consumers still alive",
         gw.consumers.live_consumers()
     );
+}
+
+/// The real `kafka-gateway` binary, run as a child process on a free port.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl GatewayProcess {
+    /// Starts `kafka-gateway serve` on the test broker with `extra` flags.
+    pub fn spawn(extra: &[&str]) -> GatewayProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let brokers = brokers();
+        let mut args = vec!["serve", "--listen", &listen, "--brokers", &brokers];
+        args.extend_from_slice(extra);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-gateway"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the binary");
+        GatewayProcess { child, port }
+    }
+
+    /// A channel to it, once it listens.
+    pub async fn channel(&self) -> Channel {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(channel) = Channel::from_shared(url.clone()).unwrap().connect().await {
+                    break channel;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the gateway listens")
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
