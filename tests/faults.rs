@@ -109,3 +109,245 @@ async fn sigkill_with_acked_and_unacked_records_loses_nothing_unacknowledged() {
     assert_no_more_records(&mut stream).await;
     gw.stop().await;
 }
+
+/// A nisshi broker of this test's own, with storage that survives a restart.
+struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = OwnBroker {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            process: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and storage, and waits until it listens.
+    fn restart(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = std::process::Command::new("nisshi")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "sqlite://broker.db",
+                "--group-initial-rebalance-delay",
+                "100ms",
+            ])
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nisshi on PATH (scripts/test installs it)");
+        self.process = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(started.elapsed() < PATIENCE, "the broker did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_short_broker_restart_during_a_publish_stream_loses_no_acknowledged_record() {
+    publish_through_broker_restart("5s", Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_broker_outage_longer_than_the_delivery_timeout_fails_records_cleanly() {
+    let (_acked, unavailable) = publish_through_broker_restart("1s", Duration::from_secs(3)).await;
+    assert!(
+        unavailable > 0,
+        "no record timed out during a 3 s outage with a 1 s delivery timeout"
+    );
+}
+
+/// Streams 10,000 records and stops the broker for `downtime` after 2,000 answers.
+/// Checks that every record is answered once, acked or UNAVAILABLE; that the same
+/// gateway publishes again afterwards; and that every acked record is in the topic
+/// at its acknowledged position. Returns (acked, unavailable).
+async fn publish_through_broker_restart(
+    delivery_timeout: &str,
+    downtime: Duration,
+) -> (usize, usize) {
+    const RECORDS: usize = 10_000;
+    let mut broker = OwnBroker::start();
+    let mut config = config(&[
+        "--delivery-timeout",
+        delivery_timeout,
+        "--broker-timeout",
+        "5s",
+    ]);
+    config.brokers = Some(broker.address());
+    let gw = TestGateway::start_with(config).await;
+    let topic = unique("restart");
+    {
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            ClientConfig::new()
+                .set("bootstrap.servers", broker.address())
+                .create()
+                .unwrap();
+        let new =
+            rdkafka::admin::NewTopic::new(&topic, 2, rdkafka::admin::TopicReplication::Fixed(1));
+        admin
+            .create_topics(&[new], &rdkafka::admin::AdminOptions::new())
+            .await
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+    }
+
+    let (send, requests) = tokio::sync::mpsc::channel(64);
+    let feeder = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for i in 0..RECORDS {
+                let request = proto::PublishStreamRequest {
+                    topic: topic.clone(),
+                    record: Some(record(Some(&i.to_string()), &i.to_string())),
+                    correlation_id: i.to_string(),
+                };
+                if send.send(request).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut publisher = gw.publisher().await;
+    let mut answers = publisher
+        .publish_stream(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .expect("stream opens")
+        .into_inner();
+
+    let mut outcomes = std::collections::HashMap::new();
+    let mut restarted = false;
+    while outcomes.len() < RECORDS {
+        let answer = tokio::time::timeout(PATIENCE, answers.message())
+            .await
+            .expect("answers keep coming")
+            .expect("the stream stays up")
+            .expect("an answer for every record");
+        let previous = outcomes.insert(
+            answer.correlation_id.clone(),
+            answer.result.clone().expect("a result"),
+        );
+        assert!(
+            previous.is_none(),
+            "record {} answered twice",
+            answer.correlation_id
+        );
+        if outcomes.len() == 2_000 && !restarted {
+            broker.stop();
+            tokio::time::sleep(downtime).await;
+            broker.restart();
+            restarted = true;
+        }
+    }
+    feeder.await.unwrap();
+    assert!(restarted);
+
+    use proto::publish_stream_response::Result as Outcome;
+    let mut acked = std::collections::HashMap::new();
+    for (id, outcome) in &outcomes {
+        match outcome {
+            Outcome::Ack(ack) => {
+                let other = acked.insert((ack.partition, ack.offset), id.clone());
+                assert!(
+                    other.is_none(),
+                    "records {id} and {other:?} acknowledged at one position"
+                );
+            }
+            Outcome::Error(e) => assert_eq!(
+                e.code,
+                tonic::Code::Unavailable as i32,
+                "record {id}: {}",
+                e.message
+            ),
+        }
+    }
+    assert!(
+        acked.len() >= 2_000,
+        "only {} records acknowledged",
+        acked.len()
+    );
+    let unavailable = RECORDS - acked.len();
+    eprintln!(
+        "broker restart: {} acknowledged, {unavailable} UNAVAILABLE",
+        acked.len()
+    );
+
+    // The same gateway publishes again once the broker is back.
+    let mut unary = gw.publisher().await;
+    let again = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let request = proto::PublishRequest {
+                topic: topic.clone(),
+                records: vec![record(None, "after")],
+            };
+            match unary.publish(request).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("publishing works again after the restart");
+    assert_eq!(again.results.len(), 1);
+
+    // Every acknowledged record is in the topic, with its own value.
+    let mut subscriber = gw.subscriber().await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        partitions_request(&topic, StartPosition::Earliest),
+    )
+    .await;
+    let mut found = 0;
+    while found < acked.len() {
+        let record = next_record(&mut stream).await;
+        if let Some(id) = acked.get(&(record.partition, record.offset)) {
+            assert_eq!(
+                &value_of(&record),
+                id,
+                "acknowledged position holds another record"
+            );
+            found += 1;
+        }
+    }
+    gw.stop().await;
+    (acked.len(), unavailable)
+}
