@@ -351,3 +351,174 @@ async fn publish_through_broker_restart(
     gw.stop().await;
     (acked.len(), unavailable)
 }
+
+/// A TCP relay to the gateway that can go silent: it stops forwarding in both
+/// directions without closing anything, as a crashed host or a cut network path.
+struct Blackhole {
+    addr: std::net::SocketAddr,
+    silent: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Blackhole {
+    async fn to(target: std::net::SocketAddr) -> Blackhole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = std::sync::Arc::new(tokio::sync::Notify::new());
+        let on_silence = silent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(target).await.unwrap();
+                let on_silence = on_silence.clone();
+                tokio::spawn(async move {
+                    let (mut client, mut server) = (client, server);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = on_silence.notified() => {
+                            // Keep both sockets open, never read or write again.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+            }
+        });
+        Blackhole { addr, silent }
+    }
+
+    fn go_silent(&self) {
+        self.silent.notify_waiters();
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_vanishes_without_closing_leaves_its_group() {
+    let gw = TestGateway::start(&["--keepalive-interval", "1s", "--keepalive-timeout", "1s"]).await;
+    let topic = topic(2).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+
+    // One member through the relay, one direct.
+    let relay = Blackhole::to(gw.addr).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", relay.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut vanishing = SubscriberServiceClient::new(channel);
+    let mut vanishing_stream = subscribe(
+        &mut vanishing,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let mut staying = gw.subscriber().await;
+    let mut staying_stream = subscribe(
+        &mut staying,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+
+    // Both hold partitions once the staying member sees an assignment smaller than
+    // the whole topic.
+    let mut both_members = false;
+    while !both_members {
+        let event = tokio::time::timeout(PATIENCE, staying_stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Event::Assigned(assigned)) = event.event {
+            both_members = assigned.partitions.len() == 1;
+        }
+    }
+
+    relay.go_silent();
+    // The gateway's pings go unanswered, it closes the connection, the stream's
+    // consumer leaves the group, and the staying member is given both partitions.
+    let taken_over = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = staying_stream.message().await.unwrap().unwrap();
+            if let Some(Event::Assigned(assigned)) = event.event {
+                if assigned.partitions.len() == 2 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        taken_over.is_ok(),
+        "the vanished member kept its partitions"
+    );
+    publish(
+        &mut publisher,
+        &topic,
+        vec![record_at(0, "a"), record_at(1, "b")],
+    )
+    .await;
+    let got = next_records(&mut staying_stream, 2).await;
+    assert_eq!(
+        got.iter().map(|r| r.partition).collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1])
+    );
+    drop(vanishing_stream.message());
+    gw.stop().await;
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_slow_reader_keeps_gateway_memory_bounded() {
+    const RECORDS: usize = 100_000;
+    const RECORD_BYTES: usize = 1024;
+    let topic = topic(1).await;
+    let gateway = GatewayProcess::spawn(&[]);
+    let channel = gateway.channel().await;
+    let mut publisher = PublisherServiceClient::new(channel.clone());
+    let value = "x".repeat(RECORD_BYTES);
+    for _ in 0..RECORDS / 1000 {
+        publish(
+            &mut publisher,
+            &topic,
+            (0..1000).map(|_| record(None, &value)).collect(),
+        )
+        .await;
+    }
+    let pid = gateway.child.id();
+    let before = rss(pid);
+
+    // The client reads a few records, then stops: 100 MiB wait in the broker.
+    let mut subscriber = SubscriberServiceClient::new(channel);
+    let mut stream = subscribe(
+        &mut subscriber,
+        partitions_request(&topic, StartPosition::Earliest),
+    )
+    .await;
+    next_records(&mut stream, 10).await;
+    let mut highest = before;
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        highest = highest.max(rss(pid));
+    }
+    let grown = highest.saturating_sub(before);
+    eprintln!(
+        "slow reader: gateway RSS grew {} KiB while {RECORDS} records of {RECORD_BYTES} B waited",
+        grown / 1024
+    );
+    // Read-ahead is bounded (librdkafka's 8 MiB queue, the stream's buffer of 256
+    // records, HTTP/2 windows); an unbounded path would hold the whole 100 MiB.
+    assert!(
+        grown < 48 * 1024 * 1024,
+        "gateway memory grew by {} MiB",
+        grown / (1024 * 1024)
+    );
+    // The stream still works once the client reads again.
+    next_records(&mut stream, 100).await;
+}
