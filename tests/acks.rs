@@ -201,3 +201,108 @@ async fn a_group_stream_announces_its_partitions_before_their_records() {
     next_records(&mut stream, 2).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn consume_carries_subscribe_then_acks_on_one_stream() {
+    let gw = TestGateway::start(&["--commit-interval", "100ms"]).await;
+    let topic = topic(1).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    publish(&mut publisher, &topic, numbered(10)).await;
+    let mut subscriber = gw.subscriber().await;
+
+    let (send, requests) = tokio::sync::mpsc::channel(8);
+    send.send(proto::ConsumeRequest {
+        request: Some(proto::consume_request::Request::Subscribe(group_request(
+            &topic,
+            &group,
+            StartPosition::Earliest,
+        ))),
+    })
+    .await
+    .unwrap();
+    let mut stream = subscriber
+        .consume(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .expect("consume")
+        .into_inner();
+    let mut records = Vec::new();
+    while records.len() < 10 {
+        let event = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(proto::consume_response::Event::Record(record)) = event.event {
+            records.push(record);
+        }
+    }
+    let positions = |offsets: &mut dyn Iterator<Item = i64>| {
+        offsets
+            .map(|offset| proto::RecordPosition {
+                topic: topic.clone(),
+                partition: 0,
+                offset,
+            })
+            .collect()
+    };
+    let ack = |records| proto::ConsumeRequest {
+        request: Some(proto::consume_request::Request::Ack(proto::ConsumeAck {
+            records,
+        })),
+    };
+    send.send(ack(positions(&mut (0..5)))).await.unwrap();
+    // An ack for a record never delivered is rejected; the stream goes on.
+    send.send(ack(positions(&mut [99].into_iter())))
+        .await
+        .unwrap();
+    let rejected = loop {
+        let event = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(proto::consume_response::Event::AckRejected(rejected)) = event.event {
+            break rejected;
+        }
+    };
+    assert_eq!(
+        rejected.code,
+        Code::InvalidArgument as i32,
+        "{}",
+        rejected.message
+    );
+    drop(send);
+    drop(stream);
+    wait_until_no_consumers(&gw).await;
+
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let again = next_records(&mut stream, 5).await;
+    assert_eq!(
+        again.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [5, 6, 7, 8, 9]
+    );
+    assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn consume_must_start_with_subscribe() {
+    let gw = TestGateway::start(&[]).await;
+    let mut subscriber = gw.subscriber().await;
+    let first = proto::ConsumeRequest {
+        request: Some(proto::consume_request::Request::Ack(proto::ConsumeAck {
+            records: vec![],
+        })),
+    };
+    let status = subscriber
+        .consume(tokio_stream::iter([first]))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    gw.stop().await;
+}

@@ -196,17 +196,35 @@ pub fn ack_request(
                 .into(),
         ));
     }
-    if request.records.is_empty() {
+    Ok((request.subscription_id, record_positions(request.records)?))
+}
+
+/// Records named in an acknowledgement.
+pub fn record_positions(
+    records: Vec<proto::RecordPosition>,
+) -> Result<RecordPositions, ValidationError> {
+    if records.is_empty() {
         return Err(ValidationError::Subscription(
             "records is empty: name the records to acknowledge".into(),
         ));
     }
-    let records = request
-        .records
+    records
         .into_iter()
         .map(|r| Ok((TopicName::new(&r.topic)?, r.partition, r.offset)))
-        .collect::<Result<_, ValidationError>>()?;
-    Ok((request.subscription_id, records))
+        .collect()
+}
+
+/// A Subscribe event as a Consume event.
+pub fn consume_event(response: proto::SubscribeResponse) -> proto::ConsumeResponse {
+    use proto::{consume_response::Event as C, subscribe_response::Event as S};
+    proto::ConsumeResponse {
+        event: response.event.map(|event| match event {
+            S::Record(r) => C::Record(r),
+            S::Started(s) => C::Started(s),
+            S::Assigned(a) => C::Assigned(a),
+            S::Revoked(r) => C::Revoked(r),
+        }),
+    }
 }
 
 fn consumed_record(record: ConsumedRecord) -> proto::ConsumedRecord {

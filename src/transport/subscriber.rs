@@ -6,10 +6,12 @@ use super::{
     deadline::{self, Deadline, DeadlineStream},
     proto,
 };
-use crate::kafka::ConsumerManager;
+use crate::kafka::{self, ConsumerManager};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 /// The stream type of Subscribe.
 pub type SubscribeStream =
@@ -60,5 +62,107 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
             convert::ack_request(request.into_inner()).map_err(crate::Error::from)?;
         self.consumers.ack(&id, &records)?;
         Ok(Response::new(proto::AckResponse {}))
+    }
+
+    type ConsumeStream = ConsumeStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn consume(
+        &self,
+        request: Request<Streaming<proto::ConsumeRequest>>,
+    ) -> Result<Response<ConsumeStream>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let mut requests = request.into_inner();
+        let first = deadline::within(deadline, "the first ConsumeRequest arrived", async {
+            requests
+                .message()
+                .await
+                .map_err(|s| kafka::Error::Unavailable(s.message().to_string()))
+        })
+        .await?;
+        let Some(proto::ConsumeRequest {
+            request: Some(proto::consume_request::Request::Subscribe(mut subscribe)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first ConsumeRequest must be `subscribe`",
+            ));
+        };
+        if subscribe.ack_mode == proto::AckMode::Unspecified as i32 {
+            subscribe.ack_mode = proto::AckMode::Client as i32;
+        }
+        let spec = convert::subscription(subscribe).map_err(crate::Error::from)?;
+        let subscription = deadline::within(
+            deadline,
+            "the subscription started",
+            self.consumers.subscribe(spec),
+        )
+        .await?;
+        let (rejections, rejected) = mpsc::channel(16);
+        tokio::spawn(apply_acks(
+            requests,
+            subscription.id().map(String::from),
+            self.consumers.clone(),
+            rejections,
+        ));
+        // The stream ends with the subscription; rejected acks join it meanwhile.
+        let events = subscription
+            .map(|item| {
+                Some(
+                    item.map(|e| convert::consume_event(convert::subscription_event(e)))
+                        .map_err(Status::from),
+                )
+            })
+            .chain(futures::stream::iter([None]));
+        let merged = futures::stream::select(events, ReceiverStream::new(rejected).map(Some))
+            .take_while(|item| std::future::ready(item.is_some()))
+            .filter_map(std::future::ready);
+        Ok(Response::new(Box::pin(DeadlineStream::new(
+            merged, deadline,
+        ))))
+    }
+}
+
+/// The stream type of Consume.
+pub type ConsumeStream = Pin<Box<dyn Stream<Item = Result<proto::ConsumeResponse, Status>> + Send>>;
+
+/// Applies the acks of a Consume stream until the client closes its side; each
+/// rejected ack becomes an `ack_rejected` event.
+async fn apply_acks(
+    mut requests: Streaming<proto::ConsumeRequest>,
+    id: Option<String>,
+    consumers: Arc<ConsumerManager>,
+    rejections: mpsc::Sender<Result<proto::ConsumeResponse, Status>>,
+) {
+    while let Ok(Some(request)) = requests.message().await {
+        let outcome = match (request.request, &id) {
+            (Some(proto::consume_request::Request::Ack(ack)), Some(id)) => {
+                match convert::record_positions(ack.records) {
+                    Ok(records) => consumers.ack(id, &records).map_err(Status::from),
+                    Err(err) => Err(Status::from(crate::Error::from(err))),
+                }
+            }
+            (Some(proto::consume_request::Request::Ack(_)), None) => {
+                Err(Status::failed_precondition(
+                    "this Consume stream uses ACK_MODE_AUTO: records are committed without acks",
+                ))
+            }
+            _ => Err(Status::invalid_argument(
+                "only the first ConsumeRequest may be `subscribe`; later ones are `ack`",
+            )),
+        };
+        if let Err(status) = outcome {
+            let rejected = proto::ConsumeResponse {
+                event: Some(proto::consume_response::Event::AckRejected(
+                    proto::AckRejected {
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                    },
+                )),
+            };
+            if rejections.send(Ok(rejected)).await.is_err() {
+                return;
+            }
+        }
     }
 }

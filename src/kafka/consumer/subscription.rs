@@ -34,6 +34,8 @@ pub(super) struct Delivery {
 pub struct Subscription {
     records: mpsc::Receiver<Result<Delivery, Error>>,
     delivered: Option<Arc<DeliveredOffsets>>,
+    /// Id of a client-acknowledged subscription.
+    id: Option<String>,
     /// Sent first, for client-acknowledged subscriptions.
     started: Option<String>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -50,10 +52,16 @@ impl Subscription {
         Subscription {
             records,
             delivered,
+            id: started.clone(),
             started,
             shutdown: Box::pin(shutdown),
             ended: false,
         }
+    }
+
+    /// The id acknowledgements name, for a client-acknowledged subscription.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 }
 
