@@ -306,3 +306,44 @@ async fn consume_must_start_with_subscribe() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn graceful_shutdown_commits_what_was_acknowledged() {
+    // A long interval: only the shutdown itself can commit.
+    let gw = TestGateway::start(&["--commit-interval", "1h"]).await;
+    let topic = topic(1).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    publish(&mut publisher, &topic, numbered(10)).await;
+    let mut subscriber = gw.subscriber().await;
+    let (mut stream, id) = open(&mut subscriber, client_ack_request(&topic, &group, 0)).await;
+    let got = next_records(&mut stream, 10).await;
+    let first_six: Vec<_> = got.iter().take(6).collect();
+    ack(&mut subscriber, &id, &first_six).await.unwrap();
+    gw.stop().await;
+    let end = loop {
+        match tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("stream ends")
+        {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(end.expect_err("a status").code(), Code::Unavailable);
+
+    let gw = TestGateway::start(&[]).await;
+    let mut subscriber = gw.subscriber().await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    let again = next_records(&mut stream, 4).await;
+    assert_eq!(
+        again.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [6, 7, 8, 9]
+    );
+    assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}

@@ -208,3 +208,101 @@ async fn a_member_whose_client_stopped_reading_does_not_stall_its_group() {
     drop(stalled);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn reset_offsets_moves_an_idle_group_and_refuses_an_active_one() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    publish(&mut publisher, &topic, numbered(10)).await;
+    let mut subscriber = gw.subscriber().await;
+
+    // The group reads everything and commits it.
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Earliest),
+    )
+    .await;
+    next_records(&mut stream, 10).await;
+
+    // While it has a member, Kafka takes no reset.
+    let reset = |position: StartPosition, offsets: Vec<proto::PartitionOffset>| {
+        proto::ResetOffsetsRequest {
+            group_id: group.clone(),
+            topic: topic.clone(),
+            position: position as i32,
+            offsets,
+            timestamp: None,
+        }
+    };
+    let refused = subscriber
+        .reset_offsets(reset(StartPosition::Earliest, vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    drop(stream);
+    wait_until_no_consumers(&gw).await;
+
+    // Idle: back to the beginning, and the group reads everything again.
+    let resetter = subscriber.clone();
+    let reset_to = |position, offsets| {
+        let mut subscriber = resetter.clone();
+        let request = reset(position, offsets);
+        async move {
+            // The departed member may still be leaving; Kafka refuses until it left.
+            tokio::time::timeout(PATIENCE, async {
+                loop {
+                    match subscriber.reset_offsets(request.clone()).await {
+                        Ok(response) => break response.into_inner().offsets,
+                        Err(status) => {
+                            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}")
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+            .expect("the group becomes idle")
+        }
+    };
+    let offsets = reset_to(StartPosition::Earliest, vec![]).await;
+    assert_eq!(
+        offsets
+            .iter()
+            .map(|o| (o.partition, o.offset))
+            .collect::<Vec<_>>(),
+        [(0, 0)]
+    );
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Latest),
+    )
+    .await;
+    assert_eq!(next_records(&mut stream, 10).await[0].offset, 0);
+    drop(stream);
+    wait_until_no_consumers(&gw).await;
+
+    let at_seven = vec![proto::PartitionOffset {
+        topic: String::new(),
+        partition: 0,
+        offset: 7,
+    }];
+    reset_to(StartPosition::Offset, at_seven).await;
+    let mut stream = subscribe(
+        &mut subscriber,
+        group_request(&topic, &group, StartPosition::Latest),
+    )
+    .await;
+    let again = next_records(&mut stream, 3).await;
+    assert_eq!(
+        again.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}

@@ -183,6 +183,43 @@ pub fn subscription_event(event: SubscriptionEvent) -> proto::SubscribeResponse 
     proto::SubscribeResponse { event: Some(event) }
 }
 
+/// A validated ResetOffsets: group, topic and where to.
+pub fn reset_offsets_request(
+    request: proto::ResetOffsetsRequest,
+) -> Result<(String, TopicName, PartitionStart), ValidationError> {
+    if request.group_id.trim().is_empty() {
+        return Err(ValidationError::Subscription(
+            "group_id is empty: name the group to reset".into(),
+        ));
+    }
+    // The same positions as a Subscribe without a group, checked the same way.
+    let as_subscribe = proto::SubscribeRequest {
+        topics: vec![request.topic],
+        start: request.position,
+        start_offsets: request.offsets,
+        start_timestamp: request.timestamp,
+        ..Default::default()
+    };
+    match subscription(as_subscribe)? {
+        SubscriptionSpec::Partitions {
+            mut topics, start, ..
+        } => Ok((request.group_id, topics.remove(0), start)),
+        SubscriptionSpec::Group { .. } => unreachable!("no group_id was given"),
+    }
+}
+
+/// Offsets as PartitionOffset messages.
+pub fn partition_offsets(offsets: Vec<(TopicName, i32, i64)>) -> Vec<proto::PartitionOffset> {
+    offsets
+        .into_iter()
+        .map(|(topic, partition, offset)| proto::PartitionOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        })
+        .collect()
+}
+
 /// Records named by topic, partition and offset.
 pub type RecordPositions = Vec<(TopicName, i32, i64)>;
 

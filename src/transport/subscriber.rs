@@ -64,6 +64,25 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         Ok(Response::new(proto::AckResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(group = %request.get_ref().group_id, topic = %request.get_ref().topic))]
+    async fn reset_offsets(
+        &self,
+        request: Request<proto::ResetOffsetsRequest>,
+    ) -> Result<Response<proto::ResetOffsetsResponse>, Status> {
+        let deadline = Deadline::from_metadata(request.metadata());
+        let (group, topic, start) =
+            convert::reset_offsets_request(request.into_inner()).map_err(crate::Error::from)?;
+        let offsets = deadline::within(
+            deadline,
+            "the offsets were reset",
+            self.consumers.reset_offsets(&group, topic, start),
+        )
+        .await?;
+        Ok(Response::new(proto::ResetOffsetsResponse {
+            offsets: convert::partition_offsets(offsets),
+        }))
+    }
+
     type ConsumeStream = ConsumeStream;
 
     #[tracing::instrument(skip_all)]

@@ -18,12 +18,14 @@ use super::{
     metadata::{OffsetLookup, TopicLookup},
     Error, KafkaSettings,
 };
-use crate::domain::{AckMode, GroupStart, SubscriptionSpec, TopicName};
+use crate::domain::{AckMode, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
 use context::GroupContext;
 use offsets::DeliveredOffsets;
 use pump::{Commits, Pump};
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer},
+    consumer::{
+        BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
+    },
     Offset, TopicPartitionList,
 };
 use std::{
@@ -118,6 +120,79 @@ impl ConsumerManager {
         records
             .iter()
             .try_for_each(|(topic, partition, offset)| delivered.ack(topic, *partition, *offset))
+    }
+
+    /// Sets `group`'s committed offsets for the partitions `start` resolves to in
+    /// `topic`, and returns them. Kafka takes these commits only from an empty group,
+    /// so a group with active members is refused.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: TopicName,
+        start: PartitionStart,
+    ) -> Result<Vec<(TopicName, i32, i64)>, Error> {
+        self.topics.partition_count(&topic).await?;
+        let resolved = partitions::resolve(
+            &self.topics,
+            &self.offsets,
+            std::slice::from_ref(&topic),
+            None,
+            start,
+        )
+        .await?;
+        // EARLIEST resolves to the logical beginning; a commit needs the number.
+        let lows = self
+            .offsets
+            .watermarks(resolved.iter().map(|(t, p, _)| (t.clone(), *p)).collect())
+            .await?;
+        let offsets: Vec<_> = resolved
+            .into_iter()
+            .zip(lows)
+            .map(|((topic, partition, offset), (low, _))| match offset {
+                Offset::Offset(offset) => (topic, partition, offset),
+                _ => (topic, partition, low),
+            })
+            .collect();
+        let config = self.settings.consumer(Some(group), "earliest");
+        let (group, timeout, list) = (
+            group.to_string(),
+            self.settings.broker_timeout,
+            offsets.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer =
+                config.create().map_err(|e| Error::client("consumer", e))?;
+            let groups = consumer
+                .fetch_group_list(Some(&group), timeout)
+                .map_err(|e| Error::from_kafka(&e, None))?;
+            let members = groups
+                .groups()
+                .iter()
+                .find(|g| g.name() == group)
+                .map_or(0, |g| g.members().len());
+            let active = |why: String| {
+                Error::Refused(format!(
+                    "group {group:?} is active ({why}): stop its consumers, then reset its offsets"
+                ))
+            };
+            if members > 0 {
+                return Err(active(format!("{members} members")));
+            }
+            let mut tpl = TopicPartitionList::with_capacity(list.len());
+            for (topic, partition, offset) in &list {
+                tpl.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
+                    .map_err(|e| Error::Other(e.to_string()))?;
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| match Error::from_kafka(&e, None) {
+                    Error::MembershipLost(why) => active(why),
+                    other => other,
+                })
+        })
+        .await
+        .map_err(|e| Error::Other(format!("offset reset task failed: {e}")))??;
+        Ok(offsets)
     }
 
     /// Gives a client-acknowledged subscription an id for its acks. Entries of
