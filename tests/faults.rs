@@ -433,13 +433,16 @@ async fn a_client_that_vanishes_without_closing_leaves_its_group() {
     relay.go_silent();
     // The gateway's pings go unanswered, it closes the connection, the stream's
     // consumer leaves the group, and the staying member is given both partitions.
+    // With Kafka's eager rebalancing the staying member first hears its partition
+    // revoked, then gets both.
+    let mut revoked = false;
     let taken_over = tokio::time::timeout(PATIENCE, async {
         loop {
             let event = staying_stream.message().await.unwrap().unwrap();
-            if let Some(Event::Assigned(assigned)) = event.event {
-                if assigned.partitions.len() == 2 {
-                    break;
-                }
+            match event.event {
+                Some(Event::Revoked(_)) => revoked = true,
+                Some(Event::Assigned(assigned)) if assigned.partitions.len() == 2 => break,
+                _ => {}
             }
         }
     })
@@ -448,6 +451,7 @@ async fn a_client_that_vanishes_without_closing_leaves_its_group() {
         taken_over.is_ok(),
         "the vanished member kept its partitions"
     );
+    assert!(revoked, "no revoked event before the new assignment");
     publish(
         &mut publisher,
         &topic,
