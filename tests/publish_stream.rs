@@ -201,3 +201,52 @@ async fn shutdown_answers_what_is_in_flight_then_ends_with_unavailable() {
     assert_eq!(end.expect_err("a status").code(), Code::Unavailable);
     drop(send);
 }
+
+#[tokio::test]
+async fn a_full_producer_queue_holds_the_stream_back_in_order() {
+    // One record fits in the producer queue: every other one has to wait for space.
+    let gw = TestGateway::start(&["--producer-queue-messages", "1", "--linger", "20ms"]).await;
+    let topic = topic(1).await;
+    let requests: Vec<_> = (0..30)
+        .map(|i| request(&topic, i.to_string(), record(None, &i.to_string())))
+        .collect();
+    let (got, end) = publish_all(&gw, requests).await;
+    assert!(end.is_none(), "{end:?}");
+    let mut offsets = Vec::new();
+    for i in 0..30 {
+        match &got[&i.to_string()] {
+            Outcome::Ack(ack) => offsets.push(ack.offset),
+            Outcome::Error(e) => panic!("record {i} failed: {}", e.message),
+        }
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "records reordered: {offsets:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_request_ends_the_stream_with_a_status_after_the_answers() {
+    let gw =
+        TestGateway::start(&["--max-request-bytes", "4096", "--max-message-bytes", "1024"]).await;
+    let topic = topic(1).await;
+    let mut requests: Vec<_> = (0..5)
+        .map(|i| request(&topic, i.to_string(), record(None, "x")))
+        .collect();
+    requests.push(request(
+        &topic,
+        "huge".into(),
+        record(None, &"x".repeat(10_000)),
+    ));
+    let (got, end) = publish_all(&gw, requests).await;
+    let status = end.expect("the stream ends with an error status");
+    assert_ne!(status.code(), Code::Ok);
+    assert_eq!(
+        got.len(),
+        5,
+        "records before the bad request were not all answered: {got:?}"
+    );
+    assert!(got.values().all(|o| matches!(o, Outcome::Ack(_))));
+    gw.stop().await;
+}

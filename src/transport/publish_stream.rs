@@ -2,7 +2,11 @@
 //! producer, answer each as the broker acknowledges it.
 
 use super::{convert, proto};
-use crate::{domain::TopicName, kafka::ProducerManager, Error};
+use crate::{
+    domain::{OutgoingRecord, TopicName},
+    kafka::ProducerManager,
+    Error,
+};
 use futures::{stream::FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -19,6 +23,9 @@ pub struct StreamLimits {
 }
 
 type Answer = Result<proto::PublishStreamResponse, Status>;
+
+/// How long a stream waits before offering a record to a full producer queue again.
+const QUEUE_FULL_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Runs one PublishStream until the client closes its side (then every record in
 /// flight is answered and the stream ends OK), the client goes away, or the gateway
@@ -42,7 +49,9 @@ pub async fn run(
     let ended = loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
+                        _ = shutdown.cancelled() => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
+            // The response is gone (deadline, client cancel): stop reading.
+            _ = answers.closed() => return,
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
                 if answers.send(Ok(answer)).await.is_err() {
                     return;
@@ -60,7 +69,7 @@ pub async fn run(
                             Status::invalid_argument(format!("request {position} has no record"))
                         })?;
                         let record = convert::record(position, record, limits.max_message_bytes).map_err(Error::from)?;
-                        producer.enqueue(&topic, &record).await.map_err(Status::from)
+                                                enqueue_in_order(&producer, &topic, &record, &shutdown).await
                     };
                     match accepted.await {
                         Ok(delivery) => {
@@ -82,8 +91,10 @@ pub async fn run(
                     }
                 }
                 Ok(None) => break None,
-                // The client cancelled or broke the stream; nobody reads answers.
-                Err(_) => return,
+                                // A request that cannot be decoded (too large, malformed) ends the
+                // stream with its status, after the records in flight are
+                // answered; a cancelled client makes the sends fail, and we stop.
+                Err(status) => break Some(status),
             }
         }
     };
@@ -94,6 +105,29 @@ pub async fn run(
     }
     if let Some(status) = ended {
         let _ = answers.send(Err(status)).await;
+    }
+}
+
+/// Hands a record to the producer, waiting while its queue is full. Failing the
+/// record instead would let the records after it overtake it if the client
+/// retried, breaking the stream's order within a partition; waiting holds back this
+/// stream (it is not read meanwhile) and no other.
+async fn enqueue_in_order(
+    producer: &ProducerManager,
+    topic: &TopicName,
+    record: &OutgoingRecord,
+    shutdown: &CancellationToken,
+) -> Result<
+    impl std::future::Future<Output = Result<crate::domain::Delivered, crate::kafka::Error>>,
+    Status,
+> {
+    loop {
+        match producer.enqueue(topic, record).await {
+            Err(crate::kafka::Error::QueueFull(_)) if !shutdown.is_cancelled() => {
+                tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+            }
+            other => return other.map_err(Status::from),
+        }
     }
 }
 

@@ -153,7 +153,22 @@ async fn apply_acks(
     consumers: Arc<ConsumerManager>,
     rejections: mpsc::Sender<Result<proto::ConsumeResponse, Status>>,
 ) {
-    while let Ok(Some(request)) = requests.message().await {
+    loop {
+        let next = tokio::select! {
+            next = requests.message() => next,
+            // The response ended (subscription over): stop reading acks.
+            _ = rejections.closed() => return,
+        };
+        let request = match next {
+            Ok(Some(request)) => request,
+            // The client closed its side: no more acks; the stream goes on.
+            Ok(None) => return,
+            // An undecodable request ends the stream with its status.
+            Err(status) => {
+                let _ = rejections.send(Err(status)).await;
+                return;
+            }
+        };
         let outcome = match (request.request, &id) {
             (Some(proto::consume_request::Request::Ack(ack)), Some(id)) => {
                 match convert::record_positions(ack.records) {

@@ -144,13 +144,26 @@ impl DeliveredOffsets {
             return false;
         }
         if self.client_acks() {
-            inner
+            if inner
+                .last_delivered
+                .get(&key)
+                .is_some_and(|last| offset <= *last)
+            {
+                // Read again within one assignment (librdkafka reset the position):
+                // nothing may be committed past what is delivered again.
+                warn!(topic = %key.0, partition, offset, "a record was delivered again within one assignment");
+                inner.pending.remove(&key);
+            }
+            if inner
                 .outstanding
                 .entry(key.clone())
                 .or_default()
-                .insert(offset);
-            inner.last_delivered.insert(key, offset);
-            inner.unacked += 1;
+                .insert(offset)
+            {
+                inner.unacked += 1;
+            }
+            let last = inner.last_delivered.entry(key).or_insert(offset);
+            *last = (*last).max(offset);
         } else {
             let next = inner.pending.entry(key).or_insert(offset + 1);
             *next = (*next).max(offset + 1);
