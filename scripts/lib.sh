@@ -35,7 +35,9 @@ ensure_buf() {
 # Prints a loopback TCP port nothing listens on, preferring $1 when given.
 free_port() {
   local port
-  for port in ${1:-} $(shuf -i 20000-60999 -n 50); do
+  # Below Linux's ephemeral range (32768 and up), where outgoing connections take
+  # ports that a connect probe cannot see.
+  for port in ${1:-} $(shuf -i 20000-32767 -n 50); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return
@@ -45,9 +47,20 @@ free_port() {
   return 1
 }
 
-# Starts nisshi on 127.0.0.1 (port $1, or a free one) with in-memory storage.
-# Sets BROKER_PORT and BROKER_PID; the broker is stopped when the shell exits.
+# Starts nisshi on 127.0.0.1 (port $1, or a free one) with in-memory storage,
+# trying other ports if the chosen one turns out to be taken. Sets BROKER_PORT and
+# BROKER_PID; the broker is stopped when the shell exits.
 start_broker() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if start_broker_once "${1:-}"; then return; fi
+    set -- ""
+    log "retrying the broker on another port"
+  done
+  return 1
+}
+
+start_broker_once() {
   BROKER_PORT=$(free_port "${1:-}")
   local url="tcp://127.0.0.1:$BROKER_PORT" log_file="${BROKER_LOG:-target/nisshi.log}"
   mkdir -p "$(dirname "$log_file")"
