@@ -151,6 +151,24 @@ async fn main() {
             streamed_cpu,
         );
     }
+    // Subscribe: drain the same records through one stream and one direct consumer.
+    let topic = new_topic(&settings.brokers).await;
+    let drain = settings.records * 5;
+    direct_throughput(&direct, &topic, 100, drain).await;
+    let base = direct_consume(&settings.brokers, &topic, drain).await;
+    let cpu = gateway.cpu();
+    let via = subscribe_drain(&channel, &topic, drain).await;
+    let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
+    row(
+        &format!(
+            "Subscribe, draining {drain} records of 100 B through one stream: records/s (MB/s)"
+        ),
+        &throughput(base, 100),
+        &throughput(via, 100),
+        via / base,
+        subscribe_cpu,
+    );
+
     println!();
     println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
     println!(
@@ -321,6 +339,52 @@ async fn publish_stream(channel: &Channel, topic: &str, size: usize, records: us
         }
     }
     assert_eq!(acked, records);
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Records/s of a direct consumer reading `records` from the start of `topic`.
+async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-direct")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("direct consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let start = Instant::now();
+    for _ in 0..records {
+        consumer.recv().await.expect("record");
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Records/s of one Subscribe stream reading `records` from the start of `topic`.
+async fn subscribe_drain(channel: &Channel, topic: &str, records: usize) -> f64 {
+    let mut client =
+        proto::subscriber_service_client::SubscriberServiceClient::new(channel.clone());
+    let request = proto::SubscribeRequest {
+        topics: vec![topic.into()],
+        start: proto::StartPosition::Earliest as i32,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut stream = client
+        .subscribe(request)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut seen = 0;
+    while seen < records {
+        if let Some(proto::subscribe_response::Event::Record(_)) =
+            stream.message().await.expect("stream").expect("open").event
+        {
+            seen += 1;
+        }
+    }
     records as f64 / start.elapsed().as_secs_f64()
 }
 

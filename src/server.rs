@@ -114,13 +114,13 @@ impl Gateway {
             // Pings find clients that vanished without closing (a crashed host, a
             // dropped network path), so their streams end and their consumers leave.
             .http2_keepalive_interval(Some(self.keepalive_interval))
-                        .http2_keepalive_timeout(Some(self.keepalive_timeout))
+            .http2_keepalive_timeout(Some(self.keepalive_timeout))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(publisher)
             .add_service(subscriber)
-                        .serve_with_incoming_shutdown(
+            .serve_with_incoming_shutdown(
                 // No Nagle: a small response held back for the peer's delayed ACK
                 // costs some 40 ms. (Settings on `Server` itself apply only to
                 // listeners tonic binds, not to this one.)

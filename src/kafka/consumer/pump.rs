@@ -25,6 +25,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+/// How long a record may wait for room in a full stream buffer before its
+/// partition is paused. A client that is only momentarily behind catches up within
+/// it, and the consumer keeps its prefetched records (pausing drops them); a client
+/// that stopped reading gets its partitions paused, so the consumer is polled again
+/// and its group can rebalance (which waits for at most this long).
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
 /// When a consumer close has taken this long, say so in the log.
 const SLOW_CLOSE: Duration = Duration::from_secs(15);
 
@@ -47,13 +54,14 @@ impl<C: ConsumerContext + 'static> Pump<C> {
     /// Runs until the client goes away, the gateway shuts down or Kafka fails the
     /// subscription; then commits and destroys the consumer.
     ///
-    /// The consumer is polled all the time, also while the client is behind: a
-    /// consumer that is not polled stops heartbeating its group, holds up every
-    /// rebalance, and is thrown out after `max.poll.interval.ms`. Instead, a partition
-    /// whose record finds the buffer full is paused (librdkafka drops what it
-    /// prefetched and fetches again from after that record on resume), the record
-    /// waits here, and every partition resumes once the client caught up. So at most
-    /// one record per partition waits beyond the buffer.
+    /// The consumer must keep being polled, also while the client is behind: a
+    /// consumer that is not polled stops taking part in its group's rebalances and is
+    /// thrown out after `max.poll.interval.ms`. When the buffer is full, a record
+    /// waits here; if the client does not make room within [`PAUSE_AFTER`], the
+    /// partitions of waiting records are paused (librdkafka drops what it prefetched
+    /// for them and fetches again from after them on resume) and polling goes on.
+    /// Everything resumes once the client caught up, so at most one record per
+    /// partition waits beyond the buffer.
     pub async fn run(self) {
         let Pump {
             consumer,
@@ -71,6 +79,8 @@ impl<C: ConsumerContext + 'static> Pump<C> {
         let delivered = commits.map(|c| c.delivered);
         let mut waiting: VecDeque<Delivery> = VecDeque::new();
         let mut paused: HashSet<(TopicName, i32)> = HashSet::new();
+        // Set while a record waits for room in the buffer and nothing is paused yet.
+        let mut stalled_at: Option<tokio::time::Instant> = None;
         let failure = loop {
             tokio::select! {
                 biased;
@@ -80,7 +90,15 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     let Ok(permit) = permit else { break None };
                     permit.send(Ok(waiting.pop_front().expect("waiting is not empty")));
                     if waiting.is_empty() {
+                        stalled_at = None;
                         resume(&consumer, &mut paused);
+                    }
+                }
+                // The client is still behind: pause the partitions whose records
+                // wait, and go back to polling the consumer.
+                _ = sleep_until(stalled_at.map(|at| at + PAUSE_AFTER)), if stalled_at.is_some() && paused.is_empty() => {
+                    for delivery in &waiting {
+                        pause(&consumer, &delivery.record, &mut paused);
                     }
                 }
                 _ = tick(&mut ticker) => {
@@ -88,23 +106,28 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                         commit(&consumer, delivered, CommitMode::Async);
                     }
                 }
-                next = consumer.recv() => match next {
+                // Not polled while a record waits briefly for room; polled again
+                // once its partition is paused.
+                next = consumer.recv(), if waiting.is_empty() || !paused.is_empty() => match next {
                     Ok(message) => {
                         let record = to_record(&message, &topics);
                         drop(message);
                         let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
                         let delivery = Delivery { record, generation };
-                        let delivery = if waiting.is_empty() {
+                        if waiting.is_empty() {
                             match records.try_send(Ok(delivery)) {
-                                Ok(()) => continue,
-                                Err(mpsc::error::TrySendError::Full(Ok(delivery))) => delivery,
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(Ok(delivery))) => {
+                                    waiting.push_back(delivery);
+                                    stalled_at = Some(tokio::time::Instant::now());
+                                }
                                 Err(_) => break None,
                             }
                         } else {
-                            delivery
-                        };
-                        pause(&consumer, &delivery.record, &mut paused);
-                        waiting.push_back(delivery);
+                            // Paused already: this record's partition pauses too.
+                            pause(&consumer, &delivery.record, &mut paused);
+                            waiting.push_back(delivery);
+                        }
                     }
                     Err(err) => match stream_error(&err, &topics) {
                         Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
@@ -129,6 +152,13 @@ impl<C: ConsumerContext + 'static> Pump<C> {
         }
         drop(records);
         teardown(consumer, delivered).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
