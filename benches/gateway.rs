@@ -25,6 +25,8 @@ use std::{
 use tonic::transport::Channel;
 
 const LINGER_MS: u64 = 5;
+/// `fetch.wait.max.ms` of consumers on both paths, for the end-to-end latency.
+const FETCH_WAIT_MS: u64 = 10;
 
 struct Settings {
     brokers: String,
@@ -67,7 +69,7 @@ async fn main() {
         }
     );
     println!();
-    println!("Both paths: acks=all, idempotence, linger.ms={LINGER_MS}, one partition per topic.");
+    println!("Both paths: acks=all, idempotence, linger.ms={LINGER_MS}, consumers with fetch.wait.max.ms={FETCH_WAIT_MS}, one partition per topic.");
     println!();
     println!("| scenario | direct | gateway | ratio | gateway CPU per record |");
     println!("| --- | --- | --- | --- | --- |");
@@ -169,10 +171,283 @@ async fn main() {
         subscribe_cpu,
     );
 
+    end_to_end(&settings, &gateway, &channel, &direct, quick).await;
+    idle_streams(&settings, &gateway, quick).await;
+
     println!();
     println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
     println!(
         "Direct baseline for batches and streams: one FutureProducer with 1,000 records in flight."
+    );
+}
+
+/// End-to-end latency at a fixed offered rate (open loop: each record is sent at
+/// its scheduled time whatever the earlier ones did, and its latency counts from
+/// that time), publish to Subscribe, against producer to consumer.
+async fn end_to_end(
+    settings: &Settings,
+    gateway: &Gateway,
+    channel: &Channel,
+    direct: &FutureProducer,
+    quick: bool,
+) {
+    let rate = 1000u64;
+    let (warm_up, measured) = if quick {
+        (Duration::from_millis(500), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(10))
+    };
+    let total = rate * (warm_up + measured).as_millis() as u64 / 1000;
+    let origin = Instant::now();
+
+    let topic = new_topic(&settings.brokers).await;
+    let base = {
+        let received = direct_latencies(&settings.brokers, &topic, total, origin);
+        offer(rate, total, origin, |payload| {
+            let (direct, topic) = (direct.clone(), topic.clone());
+            async move {
+                direct
+                    .send(
+                        FutureRecord::<(), _>::to(&topic).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("delivered");
+            }
+        })
+        .await;
+        received.await.unwrap()
+    };
+
+    let topic = new_topic(&settings.brokers).await;
+    let cpu = gateway.cpu();
+    let via = {
+        let received = subscribe_latencies(channel, &topic, total, origin).await;
+        offer(rate, total, origin, |payload| {
+            let mut client = PublisherServiceClient::new(channel.clone());
+            let topic = topic.clone();
+            async move {
+                let record = proto::Record {
+                    value: Some(payload.into()),
+                    ..Default::default()
+                };
+                client
+                    .publish(proto::PublishRequest {
+                        topic,
+                        records: vec![record],
+                    })
+                    .await
+                    .expect("publish");
+            }
+        })
+        .await;
+        received.await.unwrap()
+    };
+    let cpu_per_record = gateway.cpu().saturating_sub(cpu).as_secs_f64() / total as f64;
+    let warm = |mut latencies: Vec<(Duration, Duration)>| {
+        let mut kept: Vec<Duration> = latencies
+            .drain(..)
+            .filter(|(sent, _)| *sent >= warm_up)
+            .map(|(_, latency)| latency)
+            .collect();
+        kept.sort_unstable();
+        kept
+    };
+    let (base, via) = (warm(base), warm(via));
+    let pct = |l: &[Duration], p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
+    let describe = |l: &[Duration]| {
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            pct(l, 0.5).as_secs_f64() * 1e3,
+            pct(l, 0.99).as_secs_f64() * 1e3,
+            pct(l, 0.999).as_secs_f64() * 1e3
+        )
+    };
+    let added = pct(&via, 0.99).as_secs_f64() - pct(&base, 0.99).as_secs_f64();
+    println!(
+        "| end to end at {rate} records/s offered, open loop, 100 B: p50 / p99 / p99.9 (gateway p99 minus direct: {:+.1} ms) | {} | {} | {:.2} | {:.1} µs |",
+        added * 1e3,
+        describe(&base),
+        describe(&via),
+        pct(&via, 0.99).as_secs_f64() / pct(&base, 0.99).as_secs_f64(),
+        cpu_per_record * 1e6
+    );
+}
+
+/// Sends `total` records at `rate` per second, each carrying its scheduled send
+/// time (since `origin`) in its first 8 bytes, without waiting for earlier sends.
+async fn offer<F, Fut>(rate: u64, total: u64, origin: Instant, send: F)
+where
+    F: Fn(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let start = tokio::time::Instant::now();
+    let mut sends = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let at = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        tokio::time::sleep_until(at).await;
+        let scheduled = at.into_std().duration_since(origin);
+        let mut payload = vec![0u8; 100];
+        payload[..8].copy_from_slice(&(scheduled.as_nanos() as u64).to_le_bytes());
+        sends.push(tokio::spawn(send(payload)));
+    }
+    for send in sends {
+        send.await.unwrap();
+    }
+}
+
+/// The scheduled send time and latency of one received record.
+fn latency_of(payload: &[u8], origin: Instant) -> (Duration, Duration) {
+    let sent = Duration::from_nanos(u64::from_le_bytes(payload[..8].try_into().unwrap()));
+    (sent, origin.elapsed().saturating_sub(sent))
+}
+
+/// A direct consumer of a new `topic` collecting `total` latencies.
+fn direct_latencies(
+    brokers: &str,
+    topic: &str,
+    total: u64,
+    origin: Instant,
+) -> tokio::task::JoinHandle<Vec<(Duration, Duration)>> {
+    use rdkafka::{
+        consumer::{Consumer, StreamConsumer},
+        Message,
+    };
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-direct")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
+        .create()
+        .expect("direct consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    // The topic is new: from its beginning is from now, with nothing missed.
+    list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(total as usize);
+        while (latencies.len() as u64) < total {
+            let message = consumer.recv().await.expect("record");
+            latencies.push(latency_of(message.payload().unwrap(), origin));
+        }
+        latencies
+    })
+}
+
+/// A Subscribe stream at the end of `topic` collecting `total` latencies; open
+/// when this returns.
+async fn subscribe_latencies(
+    channel: &Channel,
+    topic: &str,
+    total: u64,
+    origin: Instant,
+) -> tokio::task::JoinHandle<Vec<(Duration, Duration)>> {
+    let mut client =
+        proto::subscriber_service_client::SubscriberServiceClient::new(channel.clone());
+    let request = proto::SubscribeRequest {
+        topics: vec![topic.into()],
+        ..Default::default()
+    };
+    let mut stream = client
+        .subscribe(request)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(total as usize);
+        while (latencies.len() as u64) < total {
+            if let Some(proto::subscribe_response::Event::Record(record)) =
+                stream.message().await.expect("stream").expect("open").event
+            {
+                latencies.push(latency_of(&record.value.unwrap(), origin));
+            }
+        }
+        latencies
+    })
+}
+
+/// Gateway memory per idle Subscribe stream (all reading one topic's live feed),
+/// then one record delivered to every stream.
+async fn idle_streams(settings: &Settings, gateway: &Gateway, quick: bool) {
+    let counts: &[usize] = if quick {
+        &[0, 10, 100]
+    } else {
+        &[0, 100, 1_000, 10_000]
+    };
+    let topic = new_topic(&settings.brokers).await;
+    // Many clients, each with a connection carrying up to 100 streams.
+    let mut channels = Vec::new();
+    let mut streams = Vec::new();
+    let mut rss_at_zero = 0;
+    let mut figures = Vec::new();
+    for &count in counts {
+        while streams.len() < count {
+            if streams.len() % 100 == 0 {
+                channels.push(gateway.plain_channel().await);
+            }
+            let mut client = proto::subscriber_service_client::SubscriberServiceClient::new(
+                channels.last().unwrap().clone(),
+            );
+            let request = proto::SubscribeRequest {
+                topics: vec![topic.clone()],
+                ..Default::default()
+            };
+            streams.push(
+                client
+                    .subscribe(request)
+                    .await
+                    .expect("subscribe")
+                    .into_inner(),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = gateway.rss_kib();
+        if count == 0 {
+            rss_at_zero = rss;
+        } else {
+            figures.push(format!(
+                "{count}: {:.1} KiB",
+                rss.saturating_sub(rss_at_zero) as f64 / count as f64
+            ));
+        }
+    }
+    // One record to every stream.
+    let count = streams.len();
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                loop {
+                    if let Some(proto::subscribe_response::Event::Record(record)) =
+                        stream.message().await.expect("stream").expect("open").event
+                    {
+                        return record.offset;
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut client = PublisherServiceClient::new(gateway.plain_channel().await);
+    client
+        .publish(proto::PublishRequest {
+            topic: topic.clone(),
+            records: vec![proto::Record {
+                value: Some(vec![0u8; 100].into()),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("publish");
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), 0, "every stream got the record");
+    }
+    println!();
+    println!(
+        "Gateway memory per idle Subscribe stream, (RSS(N) - RSS(0)) / N, all on one topic: {}. One record published reached all {count} streams in {:.0} ms.",
+        figures.join(", "),
+        start.elapsed().as_secs_f64() * 1e3
     );
 }
 
@@ -431,6 +706,10 @@ impl Gateway {
                 brokers,
             ])
             .args(["--linger", &format!("{LINGER_MS}ms")])
+            .args([
+                "--kafka-config",
+                &format!("fetch.wait.max.ms={FETCH_WAIT_MS}"),
+            ])
             .env("KAFKA_GATEWAY_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -440,16 +719,31 @@ impl Gateway {
 
     async fn channel(&self) -> Channel {
         for _ in 0..600 {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
+            // A client's receive window bounds a Subscribe stream's throughput; gRPC
+            // clients commonly raise HTTP/2's 64 KiB default.
+            let endpoint = Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
                 .unwrap()
-                .connect()
-                .await
-            {
+                .initial_stream_window_size(Some(4 * 1024 * 1024))
+                .initial_connection_window_size(Some(8 * 1024 * 1024));
+            if let Ok(channel) = endpoint.connect().await {
                 return channel;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the gateway did not listen");
+    }
+
+    /// A connection with HTTP/2's default windows, as most clients open.
+    async fn plain_channel(&self) -> Channel {
+        Channel::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
     }
 
     /// CPU time (user + system) the gateway process used so far.
@@ -466,10 +760,14 @@ impl Gateway {
     }
 
     fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }

@@ -147,8 +147,10 @@ pub struct Config {
     )]
     pub subscribe_buffer: usize,
 
-    /// Subscribe streams one gateway serves at once; more get RESOURCE_EXHAUSTED.
-    /// Each runs its own Kafka consumer (a few threads and up to 8 MiB read-ahead).
+    /// Subscribe streams with a Kafka consumer of their own that one gateway serves
+    /// at once; more get RESOURCE_EXHAUSTED. Group subscriptions have their own
+    /// consumer, as do those without a group that cannot share a live feed. Each
+    /// costs a few threads and up to 8 MiB read-ahead.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_MAX_SUBSCRIPTIONS",
@@ -156,6 +158,28 @@ pub struct Config {
         value_name = "COUNT"
     )]
     pub max_subscriptions: usize,
+
+    /// Share one Kafka consumer among Subscribe streams without a group that read
+    /// the same partitions (fan-out): each stream then costs a cursor, not a
+    /// consumer. Off gives every stream its own consumer.
+    #[arg(long, env = "KAFKA_GATEWAY_FANOUT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub fanout: bool,
+
+    /// Bytes of records each shared partition feed keeps for streams behind the
+    /// newest record. A stream that falls further behind ends with
+    /// RESOURCE_EXHAUSTED instead of slowing the others.
+    #[arg(long, env = "KAFKA_GATEWAY_FANOUT_BUFFER_BYTES", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    pub fanout_buffer_bytes: usize,
+
+    /// Subscribe streams reading shared feeds that one gateway serves at once; more
+    /// get RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_SHARED_STREAMS",
+        default_value_t = 100_000,
+        value_name = "COUNT"
+    )]
+    pub max_shared_streams: usize,
 
     /// How often the gateway pings an idle client connection (HTTP/2 keepalive), to
     /// notice clients that vanished without closing and free their subscriptions.
@@ -300,6 +324,8 @@ impl Config {
         for (name, value) in [
             ("--subscribe-buffer", self.subscribe_buffer),
             ("--max-subscriptions", self.max_subscriptions),
+            ("--max-shared-streams", self.max_shared_streams),
+            ("--fanout-buffer-bytes", self.fanout_buffer_bytes),
             ("--publish-stream-in-flight", self.publish_stream_in_flight),
             ("--producer-queue-messages", self.producer_queue_messages),
         ] {

@@ -261,17 +261,19 @@ async fn publishing_to_a_missing_topic_is_not_found_when_auto_creation_is_off() 
 
 #[tokio::test]
 async fn subscriptions_past_the_cap_are_resource_exhausted() {
+    // EARLIEST streams have a consumer of their own (fan-out streams have their
+    // own cap, tested with fan-out).
     let gw = TestGateway::start(&["--max-subscriptions", "1"]).await;
     let topic = topic(1).await;
     let mut subscriber = gw.subscriber().await;
     let first = subscribe(
         &mut subscriber,
-        partitions_request(&topic, StartPosition::Latest),
+        partitions_request(&topic, StartPosition::Earliest),
     )
     .await;
     let (code, message) = code_of(
         subscriber
-            .subscribe(partitions_request(&topic, StartPosition::Latest))
+            .subscribe(partitions_request(&topic, StartPosition::Earliest))
             .await,
     );
     assert_eq!(code, Code::ResourceExhausted, "{message}");
@@ -281,7 +283,7 @@ async fn subscriptions_past_the_cap_are_resource_exhausted() {
     wait_until_no_consumers(&gw).await;
     subscribe(
         &mut subscriber,
-        partitions_request(&topic, StartPosition::Latest),
+        partitions_request(&topic, StartPosition::Earliest),
     )
     .await;
     gw.stop().await;

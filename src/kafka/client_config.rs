@@ -36,6 +36,12 @@ pub struct KafkaSettings {
     pub subscribe_buffer: usize,
     /// Subscriptions (consumers) one gateway runs at once.
     pub max_subscriptions: usize,
+    /// Share one consumer among streams of the same partitions.
+    pub fanout: bool,
+    /// Bytes each shared partition feed keeps for slow streams.
+    pub fanout_buffer_bytes: usize,
+    /// Streams on shared feeds one gateway serves at once.
+    pub max_shared_streams: usize,
     /// User properties, applied last.
     pub overrides: Vec<(String, String)>,
 }
@@ -59,6 +65,9 @@ impl KafkaSettings {
             commit_interval: config.commit_interval,
             subscribe_buffer: config.subscribe_buffer,
             max_subscriptions: config.max_subscriptions,
+            fanout: config.fanout,
+            fanout_buffer_bytes: config.fanout_buffer_bytes,
+            max_shared_streams: config.max_shared_streams,
             overrides: config.kafka_config.clone(),
         }
     }

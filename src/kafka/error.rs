@@ -2,7 +2,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// What went wrong talking to Kafka, in the terms a client can act on. The
 /// transport layer maps each variant to one gRPC status code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The topic does not exist and the broker did not create it.
     #[error("topic {topic:?} does not exist: create it first")]

@@ -1,12 +1,14 @@
 //! The consumer manager: owns every Kafka consumer the gateway runs, from the
 //! Subscribe that creates it to its teardown.
 //!
-//! Today each subscription has its own consumer. Partition subscriptions go through
-//! [`ConsumerManager::subscribe`] with a resolved list of (topic, partition, start
-//! offset), which is what a shared per-partition reader (fan-out to many streams)
-//! would take, so that change stays inside this module.
+//! A group subscription has its own consumer. A subscription without a group is
+//! resolved to (topic, partition, start offset) triples first; it then joins the
+//! live feeds that one shared consumer fills (see [`fanout`]) when they reach back
+//! to its start, and gets a consumer of its own otherwise.
 
 mod context;
+mod fanout;
+mod feed;
 mod offsets;
 mod partitions;
 mod pump;
@@ -20,6 +22,7 @@ use super::{
 };
 use crate::domain::{AckMode, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
 use context::GroupContext;
+use fanout::FanOut;
 use offsets::DeliveredOffsets;
 use pump::{Commits, Pump};
 use rdkafka::{
@@ -36,6 +39,7 @@ use std::{
         Arc, Mutex, Weak,
     },
 };
+use subscription::Source;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -48,6 +52,7 @@ pub struct ConsumerManager {
     tasks: TaskTracker,
     /// Client-acknowledged subscriptions by id.
     acks: Mutex<HashMap<String, Weak<DeliveredOffsets>>>,
+    fanout: FanOut,
 }
 
 impl ConsumerManager {
@@ -62,6 +67,7 @@ impl ConsumerManager {
             .map_err(|e| Error::client("metadata client", e))?;
         let lookups = Arc::new(lookups);
         Ok(ConsumerManager {
+            fanout: FanOut::new(settings, shutdown.clone()),
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
             offsets: OffsetLookup::new(lookups, settings.broker_timeout),
@@ -78,12 +84,6 @@ impl ConsumerManager {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        if self.live_consumers() >= self.settings.max_subscriptions {
-            return Err(Error::Overloaded(format!(
-                "this gateway already runs {} subscriptions (--max-subscriptions); retry later or on another instance",
-                self.settings.max_subscriptions
-            )));
-        }
         for topic in spec.topics() {
             self.topics.partition_count(topic).await?;
         }
@@ -93,7 +93,10 @@ impl ConsumerManager {
                 topics,
                 start,
                 acks,
-            } => self.subscribe_group(group_id, topics, start, acks),
+            } => {
+                self.check_capacity()?;
+                self.subscribe_group(group_id, topics, start, acks)
+            }
             SubscriptionSpec::Partitions {
                 topics,
                 partitions,
@@ -102,9 +105,48 @@ impl ConsumerManager {
                 let assignment =
                     partitions::resolve(&self.topics, &self.offsets, &topics, partitions, start)
                         .await?;
+                if let Some(reader) = self.join_feeds(&assignment)? {
+                    return Ok(Subscription::new(
+                        Source::Shared(reader),
+                        None,
+                        None,
+                        self.shutdown.clone().cancelled_owned(),
+                    ));
+                }
+                self.check_capacity()?;
                 self.subscribe_partitions(topics, assignment)
             }
         }
+    }
+
+    /// Joins the shared live feeds when every start is an exact offset (EARLIEST
+    /// keeps its own consumer, which follows retention from the oldest record).
+    fn join_feeds(
+        &self,
+        assignment: &[(TopicName, i32, Offset)],
+    ) -> Result<Option<fanout::FeedReader>, Error> {
+        let exact: Option<Vec<(TopicName, i32, i64)>> = assignment
+            .iter()
+            .map(|(topic, partition, offset)| match offset {
+                Offset::Offset(offset) => Some((topic.clone(), *partition, *offset)),
+                _ => None,
+            })
+            .collect();
+        match exact {
+            Some(exact) if self.settings.fanout => self.fanout.join(&exact),
+            _ => Ok(None),
+        }
+    }
+
+    /// Refuses a subscription that would need one consumer more than allowed.
+    fn check_capacity(&self) -> Result<(), Error> {
+        if self.tasks.len() >= self.settings.max_subscriptions {
+            return Err(Error::Overloaded(format!(
+                "this gateway already runs {} subscriptions with a consumer of their own (--max-subscriptions); retry later or on another instance",
+                self.settings.max_subscriptions
+            )));
+        }
+        Ok(())
     }
 
     /// Applies a client's acknowledgements to the subscription `id`, in order, up
@@ -205,10 +247,15 @@ impl ConsumerManager {
         id
     }
 
-    /// Consumers alive now, including those still closing: each lives exactly as
-    /// long as its pump task.
+    /// Consumers alive now, including those still closing and the shared one: each
+    /// lives exactly as long as its task.
     pub fn live_consumers(&self) -> usize {
-        self.tasks.len()
+        self.tasks.len() + self.fanout.consumers()
+    }
+
+    /// Subscribe streams reading the shared live feeds now.
+    pub fn shared_streams(&self) -> usize {
+        self.fanout.streams()
     }
 
     /// Waits until every subscription ended and its consumer is destroyed. Call
@@ -216,6 +263,7 @@ impl ConsumerManager {
     pub async fn closed(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+        self.fanout.closed().await;
     }
 
     fn subscribe_group(
@@ -302,7 +350,7 @@ impl ConsumerManager {
         };
         self.tasks.spawn(pump.run());
         Subscription::new(
-            rx,
+            Source::Own(rx),
             delivered,
             started,
             self.shutdown.clone().cancelled_owned(),

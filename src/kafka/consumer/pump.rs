@@ -110,7 +110,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                 // once its partition is paused.
                 next = consumer.recv(), if waiting.is_empty() || !paused.is_empty() => match next {
                     Ok(message) => {
-                        let record = to_record(&message, &topics);
+                        let record = to_record(&message, topic_of(&message, &topics));
                         drop(message);
                         let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
                         let delivery = Delivery { record, generation };
@@ -205,7 +205,7 @@ fn resume<C: ConsumerContext>(
 
 /// A consumer error as the stream's end, or [`Error::Unavailable`] for the
 /// transient ones librdkafka recovers from by itself.
-fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
+pub(super) fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
     let names = topics
         .iter()
         .map(TopicName::as_str)
@@ -221,7 +221,7 @@ fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
 /// trip and must not stall a runtime thread. The final commit is asynchronous
 /// because a synchronous one waits without a time limit when the group coordinator
 /// is down; the close waits for it anyway, and for at most the session timeout.
-async fn teardown<C: ConsumerContext + 'static>(
+pub(super) async fn teardown<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
     delivered: Option<Arc<DeliveredOffsets>>,
 ) {
@@ -257,12 +257,17 @@ fn commit<C: ConsumerContext>(
     }
 }
 
-fn to_record(message: &BorrowedMessage<'_>, topics: &[TopicName]) -> ConsumedRecord {
-    let topic = topics
+/// The subscription's own name for a message's topic, which saves an allocation.
+fn topic_of(message: &BorrowedMessage<'_>, topics: &[TopicName]) -> TopicName {
+    topics
         .iter()
         .find(|t| t.as_str() == message.topic())
         .cloned()
-        .unwrap_or_else(|| TopicName::trusted(message.topic()));
+        .unwrap_or_else(|| TopicName::trusted(message.topic()))
+}
+
+/// Copies a message out of librdkafka's buffers.
+pub(super) fn to_record(message: &BorrowedMessage<'_>, topic: TopicName) -> ConsumedRecord {
     let headers = message.headers().map_or_else(Vec::new, |headers| {
         headers
             .iter()

@@ -1,6 +1,6 @@
 //! The stream a Subscribe RPC reads from.
 
-use super::offsets::DeliveredOffsets;
+use super::{fanout::FeedReader, offsets::DeliveredOffsets};
 use crate::{
     domain::{ConsumedRecord, SubscriptionEvent},
     kafka::Error,
@@ -32,7 +32,7 @@ pub(super) struct Delivery {
 /// commits what was delivered, leaves its group and is destroyed off the runtime.
 /// At gateway shutdown the stream ends with [`Error::ShuttingDown`].
 pub struct Subscription {
-    records: mpsc::Receiver<Result<Delivery, Error>>,
+    records: Source,
     delivered: Option<Arc<DeliveredOffsets>>,
     /// Id of a client-acknowledged subscription.
     id: Option<String>,
@@ -42,9 +42,31 @@ pub struct Subscription {
     ended: bool,
 }
 
+/// Where a subscription's records come from.
+pub(super) enum Source {
+    /// Its own consumer's pump.
+    Own(mpsc::Receiver<Result<Delivery, Error>>),
+    /// Live feeds shared with other streams.
+    Shared(FeedReader),
+}
+
+impl Source {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Error>>> {
+        match self {
+            Source::Own(records) => records.poll_recv(cx),
+            Source::Shared(reader) => reader.poll_next(cx).map(|next| {
+                Some(next.map(|record| Delivery {
+                    record,
+                    generation: 0,
+                }))
+            }),
+        }
+    }
+}
+
 impl Subscription {
     pub(super) fn new(
-        records: mpsc::Receiver<Result<Delivery, Error>>,
+        records: Source,
         delivered: Option<Arc<DeliveredOffsets>>,
         started: Option<String>,
         shutdown: WaitForCancellationFutureOwned,
@@ -94,7 +116,7 @@ impl Stream for Subscription {
             }
         }
         loop {
-            return match self.records.poll_recv(cx) {
+            return match self.records.poll_next(cx) {
                 Poll::Ready(Some(Ok(Delivery { record, generation }))) => {
                     let current = self.delivered.as_ref().is_none_or(|d| {
                         d.mark(&record.topic, record.partition, record.offset, generation)

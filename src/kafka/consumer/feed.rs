@@ -1,0 +1,269 @@
+//! The live feed of one partition: the records a shared consumer read, kept in a
+//! bounded ring that any number of streams read at their own pace.
+//!
+//! The feed moves at the pace of its fastest stream. Records that stream has read
+//! stay in the ring, up to its byte budget, for the streams behind it; a stream
+//! that falls further behind than the ring reaches has lost records it must not
+//! skip, so it ends with an error telling where to resume, and the others go on.
+//! Records the fastest stream has not read yet are never dropped: when they take
+//! half the budget, the feed asks its consumer to pause the partition, and to
+//! resume once the fastest stream has read most of them.
+
+use crate::{
+    domain::{ConsumedRecord, TopicName},
+    kafka::Error,
+};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
+};
+use tokio::sync::Notify;
+
+/// Bytes a buffered record costs beyond its key, value and headers (the record
+/// and ring bookkeeping), so that budgets hold for tiny records too.
+const RECORD_OVERHEAD: usize = 160;
+
+/// One partition's records, shared by the streams that read it.
+pub(super) struct Feed {
+    pub topic: TopicName,
+    pub partition: i32,
+    budget: usize,
+    /// Tells the consumer that a paused feed has room again.
+    room: Arc<Notify>,
+    ring: Mutex<Ring>,
+}
+
+struct Ring {
+    records: VecDeque<ConsumedRecord>,
+    /// Sequence number of `records[0]`; every appended record takes the next one.
+    first_seq: u64,
+    bytes: usize,
+    /// One past the newest record any stream has read: the fastest stream's place.
+    read_seq: u64,
+    /// Bytes of the records from `read_seq` on.
+    unread_bytes: usize,
+    /// The consumer was asked to pause this partition.
+    paused: bool,
+    /// The offset the feed reads next: the start, then one past the last record.
+    /// Anything older that arrives (a fetch from before an assignment change) is a
+    /// duplicate and dropped.
+    next_offset: i64,
+    /// Streams waiting for a record, by reader id.
+    waiting: HashMap<u64, Waker>,
+    /// Set when the consumer failed this partition: every reader ends with it.
+    failed: Option<Error>,
+}
+
+/// Where one stream is in one feed.
+pub(super) struct Cursor {
+    next_seq: u64,
+    /// Records before this offset are not the stream's (it started later).
+    start: i64,
+}
+
+/// What a poll of a feed found.
+pub(super) enum Next {
+    Record(ConsumedRecord),
+    /// Nothing new; the reader's waker is registered.
+    Pending,
+    Failed(Error),
+}
+
+impl Feed {
+    /// A feed whose consumer starts reading the partition at `start`, keeping about
+    /// `budget` bytes of records; `room` is notified when a paused feed may resume.
+    pub fn new(
+        topic: TopicName,
+        partition: i32,
+        start: i64,
+        budget: usize,
+        room: Arc<Notify>,
+    ) -> Feed {
+        Feed {
+            topic,
+            partition,
+            budget,
+            room,
+            ring: Mutex::new(Ring {
+                records: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                read_seq: 0,
+                unread_bytes: 0,
+                paused: false,
+                next_offset: start,
+                waiting: HashMap::new(),
+                failed: None,
+            }),
+        }
+    }
+
+    /// A cursor for a stream starting at `start`, or `None` when the feed no longer
+    /// holds records that far back (or failed): that stream needs its own consumer.
+    pub fn cursor(&self, start: i64) -> Option<Cursor> {
+        let mut ring = self.lock();
+        if ring.failed.is_some() {
+            return None;
+        }
+        let oldest = ring.records.front().map_or(ring.next_offset, |r| r.offset);
+        if start < oldest {
+            return None;
+        }
+        // Records are in offset order: skip those before `start`.
+        let skip = ring.records.partition_point(|r| r.offset < start);
+        let next_seq = ring.first_seq + skip as u64;
+        self.advance(&mut ring, next_seq);
+        Some(Cursor { next_seq, start })
+    }
+
+    /// The offset the feed reads next.
+    pub fn next_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    /// Whether the consumer should keep this partition paused.
+    pub fn paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// Appends a record the consumer read and wakes the streams waiting for one.
+    /// Returns `true` when the feed is full: the consumer should pause the
+    /// partition until [`Feed::paused`] turns false.
+    pub fn push(&self, record: ConsumedRecord) -> bool {
+        let (wake, pause) = {
+            let mut ring = self.lock();
+            if record.offset < ring.next_offset || ring.failed.is_some() {
+                return false;
+            }
+            ring.next_offset = record.offset + 1;
+            let size = size(&record);
+            ring.bytes += size;
+            ring.unread_bytes += size;
+            ring.records.push_back(record);
+            self.evict(&mut ring);
+            let pause = !ring.paused && ring.unread_bytes > self.budget / 2;
+            ring.paused |= pause;
+            let wake: Vec<Waker> = ring.waiting.drain().map(|(_, waker)| waker).collect();
+            (wake, pause)
+        };
+        wake.into_iter().for_each(Waker::wake);
+        pause
+    }
+
+    /// Ends every stream of this feed with `error`, after the records they still
+    /// have to read.
+    pub fn fail(&self, error: Error) {
+        let wake: Vec<Waker> = {
+            let mut ring = self.lock();
+            ring.failed.get_or_insert(error);
+            ring.waiting.drain().map(|(_, waker)| waker).collect()
+        };
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// The next record for `cursor`, registering `reader`'s waker when there is
+    /// none yet.
+    pub fn poll_next(&self, cursor: &mut Cursor, reader: u64, cx: &Context<'_>) -> Next {
+        let mut ring = self.lock();
+        loop {
+            if cursor.next_seq < ring.first_seq {
+                let resume = ring.records.front().map_or(ring.next_offset, |r| r.offset);
+                return Next::Failed(Error::Overloaded(format!(
+                    "the stream fell behind the live feed of {}/{} by more than the gateway keeps for slow readers (--fanout-buffer-bytes); read faster, or subscribe again with START_POSITION_OFFSET from the offset after the last record received (records from {resume} are still in the feed)",
+                    self.topic, self.partition
+                )));
+            }
+            let at = (cursor.next_seq - ring.first_seq) as usize;
+            let Some(record) = ring.records.get(at) else {
+                break;
+            };
+            let record = record.clone();
+            cursor.next_seq += 1;
+            self.advance(&mut ring, cursor.next_seq);
+            // Records before the stream's start are not its own.
+            if record.offset >= cursor.start {
+                return Next::Record(record);
+            }
+        }
+        if let Some(error) = &ring.failed {
+            return Next::Failed(error.clone());
+        }
+        ring.waiting.insert(reader, cx.waker().clone());
+        Next::Pending
+    }
+
+    /// Forgets a reader that stopped reading.
+    pub fn forget(&self, reader: u64) {
+        self.lock().waiting.remove(&reader);
+    }
+
+    /// A stream reached `seq`: if it is now the fastest, what it passed may go,
+    /// and a paused feed may resume.
+    fn advance(&self, ring: &mut Ring, seq: u64) {
+        if seq <= ring.read_seq {
+            return;
+        }
+        let from = ring.read_seq.max(ring.first_seq);
+        let passed: usize = (from..seq)
+            .filter_map(|s| ring.records.get((s - ring.first_seq) as usize))
+            .map(size)
+            .sum();
+        ring.unread_bytes -= passed;
+        ring.read_seq = seq;
+        self.evict(ring);
+        if ring.paused && ring.unread_bytes <= self.budget / 4 {
+            ring.paused = false;
+            self.room.notify_one();
+        }
+    }
+
+    /// Drops the oldest records the fastest stream has read while over budget.
+    fn evict(&self, ring: &mut Ring) {
+        while ring.bytes > self.budget && ring.first_seq < ring.read_seq {
+            let oldest = ring.records.pop_front().expect("read records are held");
+            ring.bytes -= size(&oldest);
+            ring.first_seq += 1;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().expect("feed lock")
+    }
+}
+
+fn size(record: &ConsumedRecord) -> usize {
+    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
+    RECORD_OVERHEAD
+        + len(&record.key)
+        + len(&record.value)
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key.len() + len(&h.value))
+            .sum::<usize>()
+}
+
+/// Polls a subscription's cursors in turn, so one busy partition does not starve
+/// the others.
+pub(super) fn poll_cursors(
+    cursors: &mut [(Arc<Feed>, Cursor)],
+    turn: &mut usize,
+    reader: u64,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ConsumedRecord, Error>> {
+    let n = cursors.len();
+    for i in 0..n {
+        let index = (*turn + i) % n;
+        let (feed, cursor) = &mut cursors[index];
+        match feed.poll_next(cursor, reader, cx) {
+            Next::Record(record) => {
+                *turn = index + 1;
+                return Poll::Ready(Ok(record));
+            }
+            Next::Failed(error) => return Poll::Ready(Err(error)),
+            Next::Pending => {}
+        }
+    }
+    Poll::Pending
+}
