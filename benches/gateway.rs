@@ -74,7 +74,7 @@ async fn main() {
     println!("| scenario | direct | gateway | ratio | gateway CPU per record |");
     println!("| --- | --- | --- | --- | --- |");
 
-    for concurrency in [1, 16, 64, 256] {
+    for concurrency in [1, 16, 64, 256].into_iter().filter(|_| wanted("unary")) {
         let topic = new_topic(&settings.brokers).await;
         let (direct_for_loop, topic_for_loop) = (direct.clone(), topic.clone());
         let base = closed_loop(concurrency, settings.duration, move || {
@@ -126,7 +126,7 @@ async fn main() {
         );
     }
 
-    for size in [100usize, 1024] {
+    for size in [100usize, 1024].into_iter().filter(|_| wanted("publish")) {
         let topic = new_topic(&settings.brokers).await;
         let base = direct_throughput(&direct, &topic, size, settings.records).await;
         let cpu = gateway.cpu();
@@ -153,13 +153,44 @@ async fn main() {
             streamed_cpu,
         );
     }
-    // Subscribe: drain the same records through one stream and one direct consumer.
+    if wanted("subscribe") {
+        subscribe_throughput(&settings, &gateway, &channel, &direct).await;
+    }
+    if wanted("latency") {
+        end_to_end(&settings, &gateway, &channel, &direct, quick).await;
+    }
+    if wanted("streams") {
+        idle_streams(&settings, &gateway, quick).await;
+    }
+
+    println!();
+    println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
+    println!(
+        "Direct baseline for batches and streams: one FutureProducer with 1,000 records in flight."
+    );
+}
+
+/// Whether the scenario group `name` runs: all do unless
+/// `KAFKA_GATEWAY_BENCH_ONLY` lists some (unary, publish, subscribe, latency,
+/// streams), for work on one figure.
+fn wanted(name: &str) -> bool {
+    std::env::var("KAFKA_GATEWAY_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|o| o.trim() == name))
+}
+
+/// Subscribe: the same records drained through one stream and one direct consumer.
+async fn subscribe_throughput(
+    settings: &Settings,
+    gateway: &Gateway,
+    channel: &Channel,
+    direct: &FutureProducer,
+) {
     let topic = new_topic(&settings.brokers).await;
     let drain = settings.records * 5;
-    direct_throughput(&direct, &topic, 100, drain).await;
+    direct_throughput(direct, &topic, 100, drain).await;
     let base = direct_consume(&settings.brokers, &topic, drain).await;
     let cpu = gateway.cpu();
-    let via = subscribe_drain(&channel, &topic, drain).await;
+    let via = subscribe_drain(channel, &topic, drain).await;
     let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
     row(
         &format!(
@@ -169,15 +200,6 @@ async fn main() {
         &throughput(via, 100),
         via / base,
         subscribe_cpu,
-    );
-
-    end_to_end(&settings, &gateway, &channel, &direct, quick).await;
-    idle_streams(&settings, &gateway, quick).await;
-
-    println!();
-    println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
-    println!(
-        "Direct baseline for batches and streams: one FutureProducer with 1,000 records in flight."
     );
 }
 

@@ -112,6 +112,10 @@ impl KafkaSettings {
             // per stream makes that a per-stream cost, so keep the read-ahead small.
             .set("queued.max.messages.kbytes", "8192")
             .set("queued.min.messages", "10000")
+            // With the read-ahead this small, one fetch can fill it, and librdkafka
+            // then waits this long before fetching again (1 s by default: a stream
+            // draining a backlog got one fetch's worth of records per second).
+            .set("fetch.queue.backoff.ms", "10")
             .set(
                 "fetch.message.max.bytes",
                 (self.max_message_bytes + 64 * 1024).to_string(),
