@@ -120,7 +120,8 @@ impl FanOut {
             }
         }
         let mut added = false;
-        for (feed, _) in &cursors {
+        for (feed, cursor) in &cursors {
+            feed.claim(cursor);
             let joined = state
                 .feeds
                 .entry((feed.topic.clone(), feed.partition))
@@ -243,7 +244,10 @@ async fn run(shared: Arc<Shared>) {
         }
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break,
+            _ = shared.shutdown.cancelled() => {
+                shared.lock().running = false;
+                break;
+            }
             _ = shared.wake.notified() => changed = true,
             next = consumer.recv() => match next {
                 Ok(message) => {
@@ -272,7 +276,8 @@ async fn run(shared: Arc<Shared>) {
             }
         }
     }
-    shared.lock().running = false;
+    // `running` was cleared where the loop ended, under the lock a new stream takes:
+    // clearing it here could hide a consumer task started meanwhile.
     teardown(consumer, None).await;
 }
 
@@ -332,10 +337,7 @@ fn reconcile(
     }
     if new.count() > 0 {
         if let Err(err) = consumer.incremental_assign(&new) {
-            let err = Error::from_kafka(&err, None);
-            for feed in added {
-                feed.fail(err.clone());
-            }
+            drop_feeds(shared, added.iter(), &Error::from_kafka(&err, None));
         }
     }
     true
@@ -372,8 +374,14 @@ fn resume_with_room(
 /// Ends every feed's streams with `error` and drops the feeds, so that later
 /// subscriptions start afresh.
 fn fail_all(shared: &Shared, assigned: &HashMap<String, HashMap<i32, Arc<Feed>>>, error: Error) {
+    drop_feeds(shared, assigned.values().flat_map(HashMap::values), &error);
+}
+
+/// Ends the streams of `feeds` with `error` and forgets the feeds: new streams of
+/// their partitions get new feeds instead of a failed one.
+fn drop_feeds<'a>(shared: &Shared, feeds: impl Iterator<Item = &'a Arc<Feed>>, error: &Error) {
     let mut state = shared.lock();
-    for feed in assigned.values().flat_map(HashMap::values) {
+    for feed in feeds {
         feed.fail(error.clone());
         let key = (feed.topic.clone(), feed.partition);
         if state
@@ -384,4 +392,6 @@ fn fail_all(shared: &Shared, assigned: &HashMap<String, HashMap<i32, Arc<Feed>>>
             state.feeds.remove(&key);
         }
     }
+    // The consumer reconciles, and stops if no feed is left.
+    shared.wake.notify_one();
 }

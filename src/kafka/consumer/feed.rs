@@ -102,7 +102,7 @@ impl Feed {
     /// A cursor for a stream starting at `start`, or `None` when the feed no longer
     /// holds records that far back (or failed): that stream needs its own consumer.
     pub fn cursor(&self, start: i64) -> Option<Cursor> {
-        let mut ring = self.lock();
+        let ring = self.lock();
         if ring.failed.is_some() {
             return None;
         }
@@ -112,9 +112,18 @@ impl Feed {
         }
         // Records are in offset order: skip those before `start`.
         let skip = ring.records.partition_point(|r| r.offset < start);
-        let next_seq = ring.first_seq + skip as u64;
-        self.advance(&mut ring, next_seq);
-        Some(Cursor { next_seq, start })
+        Some(Cursor {
+            next_seq: ring.first_seq + skip as u64,
+            start,
+        })
+    }
+
+    /// Takes `cursor` as a stream's place: a stream that joins ahead of the others
+    /// is the fastest from now on. Separate from [`Feed::cursor`], so a stream that
+    /// finds no place in another partition leaves this feed untouched.
+    pub fn claim(&self, cursor: &Cursor) {
+        let mut ring = self.lock();
+        self.advance(&mut ring, cursor.next_seq);
     }
 
     /// The offset the feed reads next.
@@ -266,4 +275,109 @@ pub(super) fn poll_cursors(
         }
     }
     Poll::Pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RecordTimestamp;
+    use futures::task::noop_waker_ref;
+
+    fn record(offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: TopicName::trusted("t"),
+            partition: 0,
+            offset,
+            key: None,
+            value: Some(vec![0u8; 40].into()),
+            headers: Vec::new(),
+            timestamp: RecordTimestamp::NotAvailable,
+        }
+    }
+
+    /// A feed holding about ten records (200 bytes each with overhead).
+    fn feed() -> (Feed, Arc<Notify>) {
+        let room = Arc::new(Notify::new());
+        let feed = Feed::new(TopicName::trusted("t"), 0, 0, 2000, room.clone());
+        (feed, room)
+    }
+
+    fn next(feed: &Feed, cursor: &mut Cursor, reader: u64) -> Next {
+        feed.poll_next(cursor, reader, &Context::from_waker(noop_waker_ref()))
+    }
+
+    fn offset(next: Next) -> i64 {
+        match next {
+            Next::Record(record) => record.offset,
+            Next::Pending => panic!("pending"),
+            Next::Failed(error) => panic!("failed: {error}"),
+        }
+    }
+
+    #[test]
+    fn the_fastest_stream_never_loses_a_record_and_a_slow_one_fails_without_gaps() {
+        let (feed, _) = feed();
+        let mut fast = feed.cursor(0).unwrap();
+        feed.claim(&fast);
+        let mut slow = feed.cursor(0).unwrap();
+        feed.claim(&slow);
+        feed.push(record(0));
+        assert_eq!(offset(next(&feed, &mut slow, 2)), 0);
+        assert_eq!(offset(next(&feed, &mut fast, 1)), 0);
+        for n in 1..100 {
+            feed.push(record(n));
+            assert_eq!(offset(next(&feed, &mut fast, 1)), n);
+        }
+        assert!(matches!(
+            next(&feed, &mut slow, 2),
+            Next::Failed(Error::Overloaded(_))
+        ));
+    }
+
+    #[test]
+    fn unread_records_stay_and_pause_the_partition_until_read() {
+        let (feed, _) = feed();
+        let mut only = feed.cursor(0).unwrap();
+        feed.claim(&only);
+        let pauses: Vec<bool> = (0..30).map(|n| feed.push(record(n))).collect();
+        // Paused once, past half the budget, and never dropped a record.
+        assert_eq!(pauses.iter().filter(|p| **p).count(), 1);
+        assert!(pauses[5] && feed.paused());
+        for n in 0..30 {
+            assert_eq!(offset(next(&feed, &mut only, 1)), n);
+        }
+        assert!(!feed.paused(), "resumed once read");
+        assert!(matches!(next(&feed, &mut only, 1), Next::Pending));
+    }
+
+    #[test]
+    fn a_stream_joining_at_the_end_resumes_a_feed_its_slow_reader_paused() {
+        let (feed, _) = feed();
+        let slow = feed.cursor(0).unwrap();
+        feed.claim(&slow);
+        for n in 0..30 {
+            feed.push(record(n));
+        }
+        assert!(feed.paused());
+        let latest = feed.cursor(30).unwrap();
+        assert!(feed.next_offset() == 30);
+        feed.claim(&latest);
+        assert!(!feed.paused(), "the newcomer is the fastest now");
+    }
+
+    #[test]
+    fn starts_before_the_feed_need_their_own_consumer_and_later_ones_skip_ahead() {
+        let room = Arc::new(Notify::new());
+        let feed = Feed::new(TopicName::trusted("t"), 0, 10, 2000, room);
+        assert!(feed.cursor(9).is_none());
+        let mut ahead = feed.cursor(12).unwrap();
+        feed.claim(&ahead);
+        for n in 10..14 {
+            feed.push(record(n));
+        }
+        assert_eq!(offset(next(&feed, &mut ahead, 1)), 12);
+        // A duplicate from an older fetch is dropped.
+        feed.push(record(11));
+        assert_eq!(offset(next(&feed, &mut ahead, 1)), 13);
+    }
 }
