@@ -112,6 +112,11 @@ impl Feed {
         }
         // Records are in offset order: skip those before `start`.
         let skip = ring.records.partition_point(|r| r.offset < start);
+        // In the oldest quarter of a full ring, the next records would push the
+        // stream out at once: it reads better with a consumer of its own.
+        if ring.bytes > self.budget * 3 / 4 && skip < ring.records.len() / 4 {
+            return None;
+        }
         Some(Cursor {
             next_seq: ring.first_seq + skip as u64,
             start,
