@@ -48,7 +48,10 @@ async fn main() {
         } else {
             Duration::from_secs(5)
         },
-        records: if quick { 5_000 } else { 200_000 },
+        records: std::env::var("KAFKA_GATEWAY_BENCH_RECORDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if quick { 5_000 } else { 200_000 }),
     };
     let gateway = Gateway::start(&settings.brokers);
     let channel = gateway.channel().await;
@@ -128,9 +131,14 @@ async fn main() {
 
     for size in [100usize, 1024].into_iter().filter(|_| wanted("publish")) {
         let topic = new_topic(&settings.brokers).await;
+        let m = machine();
         let base = direct_throughput(&direct, &topic, size, settings.records).await;
+        eprintln!("direct {size}: machine busy {:.0}%", busy_since(m));
+        let m = machine();
         let cpu = gateway.cpu();
         let batched = batched_publish(&channel, &topic, size, settings.records).await;
+        eprintln!("batched {size}: machine busy {:.0}%", busy_since(m));
+        let m = machine();
         let batched_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
             &format!(
@@ -143,6 +151,7 @@ async fn main() {
         );
         let cpu = gateway.cpu();
         let streamed = publish_stream(&channel, &topic, size, settings.records).await;
+        eprintln!("stream {size}: machine busy {:.0}%", busy_since(m));
         let streamed_cpu =
             gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
@@ -801,4 +810,22 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn machine() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let idle = v[3] + v[4];
+    (v.iter().sum::<u64>() - idle, v.iter().sum())
+}
+fn busy_since(m: (u64, u64)) -> f64 {
+    let n = machine();
+    (n.0 - m.0) as f64 * 100.0 / (n.1 - m.1) as f64
 }

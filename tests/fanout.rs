@@ -242,3 +242,80 @@ fn offset_request(topic: &str, offset: i64) -> proto::SubscribeRequest {
 fn key_of(record: &proto::ConsumedRecord) -> String {
     String::from_utf8(record.key.clone().unwrap_or_default().to_vec()).unwrap()
 }
+
+#[tokio::test]
+async fn a_feed_whose_position_retention_deleted_ends_only_its_own_streams() {
+    let gw = TestGateway::start(&[
+        "--fanout-buffer-bytes",
+        "100000",
+        "--kafka-config",
+        "fetch.wait.max.ms=10",
+    ])
+    .await;
+    let (deleted, kept) = (topic(1).await, topic(1).await);
+    let mut publisher = gw.publisher().await;
+    let mut subscriber = gw.subscriber().await;
+    let mut stalled = subscribe(
+        &mut subscriber,
+        partitions_request(&deleted, StartPosition::Latest),
+    )
+    .await;
+    let mut other = subscribe(
+        &mut subscriber,
+        partitions_request(&kept, StartPosition::Latest),
+    )
+    .await;
+
+    // More than the HTTP/2 windows take: the unread stream's feed pauses.
+    let value = "x".repeat(1000);
+    let mut high = 0;
+    for first in (0..6_000).step_by(500) {
+        let records = (first..first + 500)
+            .map(|i| record(Some(&i.to_string()), &value))
+            .collect();
+        high = publish(&mut publisher, &deleted, records)
+            .await
+            .last()
+            .unwrap()
+            .offset
+            + 1;
+    }
+    // Retention, as DeleteRecords: everything written so far goes.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+    let mut upto = rdkafka::TopicPartitionList::new();
+    upto.add_partition_offset(&deleted, 0, rdkafka::Offset::Offset(high))
+        .unwrap();
+    admin
+        .delete_records(&upto, &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete records");
+
+    // The stalled stream: what it was sent, without a gap, then OUT_OF_RANGE.
+    let mut next = 0;
+    let status = loop {
+        match tokio::time::timeout(PATIENCE, stalled.message())
+            .await
+            .expect("the stalled stream ends")
+        {
+            Ok(Some(proto::SubscribeResponse {
+                event: Some(proto::subscribe_response::Event::Record(record)),
+            })) => {
+                assert_eq!(key_of(&record), next.to_string(), "no record skipped");
+                next += 1;
+            }
+            Ok(other) => panic!("expected a record or an error, got {other:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert!(next < 6_000);
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+
+    // The other topic's stream, on the same shared consumer, goes on.
+    publish(&mut publisher, &kept, vec![record(None, "still here")]).await;
+    assert_eq!(value_of(&next_record(&mut other).await), "still here");
+    gw.stop().await;
+}

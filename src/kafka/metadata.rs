@@ -155,6 +155,7 @@ fn partition_count(fetch: &FetchMetadata, topic: &str, timeout: Duration) -> Res
 
 /// Offset lookups for partition subscriptions: where a partition begins and ends,
 /// and which offset a timestamp falls on.
+#[derive(Clone)]
 pub struct OffsetLookup {
     consumer: Arc<BaseConsumer>,
     timeout: Duration,

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},
-    kafka::{Error, KafkaSettings},
+    kafka::{metadata::OffsetLookup, Error, KafkaSettings},
 };
 use rdkafka::{
     consumer::{Consumer, DefaultConsumerContext, StreamConsumer},
@@ -39,6 +39,8 @@ pub(super) struct FanOut {
 
 struct Shared {
     settings: KafkaSettings,
+    /// Finds which feeds lost their position when the consumer reports one lost.
+    offsets: OffsetLookup,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     state: Mutex<State>,
@@ -62,10 +64,15 @@ struct Joined {
 }
 
 impl FanOut {
-    pub fn new(settings: &KafkaSettings, shutdown: CancellationToken) -> FanOut {
+    pub fn new(
+        settings: &KafkaSettings,
+        offsets: OffsetLookup,
+        shutdown: CancellationToken,
+    ) -> FanOut {
         FanOut {
             shared: Arc::new(Shared {
                 settings: settings.clone(),
+                offsets,
                 shutdown,
                 tasks: TaskTracker::new(),
                 state: Mutex::new(State::default()),
@@ -265,8 +272,17 @@ async fn run(shared: Arc<Shared>) {
                     let topics: Vec<TopicName> = assigned.keys().map(|t| TopicName::trusted(t)).collect();
                     match stream_error(&err, &topics) {
                         Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
-                        // librdkafka does not say which partition failed: end the
-                        // streams of every feed, which new subscriptions restart.
+                        // librdkafka does not say which partition lost its
+                        // position: the feeds behind their partition's start did.
+                        Error::PositionLost(msg) => {
+                            let all: Vec<Arc<Feed>> = assigned.values().flat_map(HashMap::values).cloned().collect();
+                            let lost = behind_start(&shared.offsets, &all).await;
+                            let lost = if lost.is_empty() { all } else { lost };
+                            drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
+                            changed = true;
+                        }
+                        // Nor which one another fatal error is about: end the streams
+                        // of every feed, which new subscriptions restart.
                         fatal => {
                             fail_all(&shared, &assigned, fatal);
                             changed = true;
@@ -367,6 +383,27 @@ fn resume_with_room(
     if ready.count() > 0 {
         if let Err(err) = consumer.resume(&ready) {
             debug!(%err, "resuming feeds with room");
+        }
+    }
+}
+
+/// The feeds whose next offset retention has deleted (below the partition's
+/// start), or none when the lookup fails.
+async fn behind_start(offsets: &OffsetLookup, feeds: &[Arc<Feed>]) -> Vec<Arc<Feed>> {
+    let partitions = feeds
+        .iter()
+        .map(|feed| (feed.topic.clone(), feed.partition))
+        .collect();
+    match offsets.watermarks(partitions).await {
+        Ok(marks) => feeds
+            .iter()
+            .zip(marks)
+            .filter(|(feed, (low, _))| feed.next_offset() < *low)
+            .map(|(feed, _)| feed.clone())
+            .collect(),
+        Err(err) => {
+            warn!(%err, "cannot tell which shared feed lost its position");
+            Vec::new()
         }
     }
 }

@@ -66,11 +66,12 @@ impl ConsumerManager {
             .create()
             .map_err(|e| Error::client("metadata client", e))?;
         let lookups = Arc::new(lookups);
+        let offsets = OffsetLookup::new(lookups.clone(), settings.broker_timeout);
         Ok(ConsumerManager {
-            fanout: FanOut::new(settings, shutdown.clone()),
+            fanout: FanOut::new(settings, offsets.clone(), shutdown.clone()),
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
-            offsets: OffsetLookup::new(lookups, settings.broker_timeout),
+            offsets,
             shutdown,
             tasks: TaskTracker::new(),
             acks: Mutex::new(HashMap::new()),
