@@ -129,15 +129,17 @@ async fn main() {
         );
     }
 
+    // Machine CPU in use during each publish phase: what the three processes left.
+    let mut busy = Vec::new();
     for size in [100usize, 1024].into_iter().filter(|_| wanted("publish")) {
         let topic = new_topic(&settings.brokers).await;
         let m = machine();
         let base = direct_throughput(&direct, &topic, size, settings.records).await;
-        eprintln!("direct {size}: machine busy {:.0}%", busy_since(m));
+        let direct_busy = busy_since(m);
         let m = machine();
         let cpu = gateway.cpu();
         let batched = batched_publish(&channel, &topic, size, settings.records).await;
-        eprintln!("batched {size}: machine busy {:.0}%", busy_since(m));
+        let batched_busy = busy_since(m);
         let m = machine();
         let batched_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
@@ -151,7 +153,10 @@ async fn main() {
         );
         let cpu = gateway.cpu();
         let streamed = publish_stream(&channel, &topic, size, settings.records).await;
-        eprintln!("stream {size}: machine busy {:.0}%", busy_since(m));
+        busy.push(format!(
+            "{size} B: direct {direct_busy:.0} %, batched {batched_busy:.0} %, stream {:.0} %",
+            busy_since(m)
+        ));
         let streamed_cpu =
             gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
@@ -172,6 +177,13 @@ async fn main() {
         idle_streams(&settings, &gateway, quick).await;
     }
 
+    if !busy.is_empty() {
+        println!();
+        println!(
+            "Machine CPU busy (2 cores; broker, gateway and load generator) while publishing: {}.",
+            busy.join("; ")
+        );
+    }
     println!();
     println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
     println!(
@@ -812,9 +824,10 @@ impl Drop for Gateway {
     }
 }
 
+/// Busy and total jiffies of the whole machine.
 fn machine() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let v: Vec<u64> = stat
+    let jiffies: Vec<u64> = stat
         .lines()
         .next()
         .unwrap()
@@ -822,10 +835,13 @@ fn machine() -> (u64, u64) {
         .skip(1)
         .map(|x| x.parse().unwrap())
         .collect();
-    let idle = v[3] + v[4];
-    (v.iter().sum::<u64>() - idle, v.iter().sum())
+    let total: u64 = jiffies.iter().sum();
+    // idle and iowait
+    (total - jiffies[3] - jiffies[4], total)
 }
-fn busy_since(m: (u64, u64)) -> f64 {
-    let n = machine();
-    (n.0 - m.0) as f64 * 100.0 / (n.1 - m.1) as f64
+
+/// Percent of the machine's CPU busy since `then`.
+fn busy_since(then: (u64, u64)) -> f64 {
+    let now = machine();
+    (now.0 - then.0) as f64 * 100.0 / (now.1 - then.1).max(1) as f64
 }
