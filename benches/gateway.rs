@@ -209,7 +209,11 @@ async fn subscribe_throughput(
     let topic = new_topic(&settings.brokers).await;
     let drain = settings.records * 5;
     direct_throughput(direct, &topic, 100, drain).await;
-    let base = direct_consume(&settings.brokers, &topic, drain).await;
+    // The direct consumer's rate varies from run to run: its best of two is the
+    // limit the gateway is held to.
+    let base = direct_consume(&settings.brokers, &topic, drain)
+        .await
+        .max(direct_consume(&settings.brokers, &topic, drain).await);
     let cpu = gateway.cpu();
     let via = subscribe_drain(channel, &topic, drain).await;
     let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
@@ -668,6 +672,7 @@ async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-direct")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         .create()
         .expect("direct consumer");
     let mut list = rdkafka::TopicPartitionList::new();
