@@ -25,6 +25,11 @@ use std::{
 use tonic::transport::Channel;
 
 const LINGER_MS: u64 = 5;
+/// Records in flight for the batched and streamed publish figures, on both paths.
+/// Two windows, because librdkafka's throughput has a cliff in between: with 1 KiB
+/// records a producer batch (batch.size, 1 MB) closes by size only when about 950
+/// records are in flight, else by linger.ms.
+const IN_FLIGHT: [usize; 2] = [1_000, 5_000];
 /// `fetch.wait.max.ms` of consumers on both paths, for the end-to-end latency.
 const FETCH_WAIT_MS: u64 = 10;
 
@@ -131,20 +136,24 @@ async fn main() {
 
     // Machine CPU in use during each publish phase: what the three processes left.
     let mut busy = Vec::new();
-    for size in [100usize, 1024].into_iter().filter(|_| wanted("publish")) {
+    let publish_cases = [100usize, 1024]
+        .into_iter()
+        .flat_map(|size| IN_FLIGHT.map(|window| (size, window)));
+    for (size, window) in publish_cases.filter(|_| wanted("publish")) {
         let topic = new_topic(&settings.brokers).await;
         let m = machine();
-        let base = direct_throughput(&direct, &topic, size, settings.records).await;
+        let base = direct_throughput(&direct, &topic, size, settings.records, window).await;
         let direct_busy = busy_since(m);
         let m = machine();
         let cpu = gateway.cpu();
-        let batched = batched_publish(&channel, &topic, size, settings.records).await;
+        let batched = batched_publish(&channel, &topic, size, settings.records, window).await;
         let batched_busy = busy_since(m);
         let m = machine();
         let batched_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
             &format!(
-                "batched Publish, 100 x {size} B per call, 10 calls in flight (1,000 records, as direct): records/s (MB/s)"
+                "batched Publish, 100 x {size} B per call, {window} records in flight ({} calls): records/s (MB/s)",
+                window / 100
             ),
             &throughput(base, size),
             &throughput(batched, size),
@@ -152,15 +161,15 @@ async fn main() {
             batched_cpu,
         );
         let cpu = gateway.cpu();
-        let streamed = publish_stream(&channel, &topic, size, settings.records).await;
+        let streamed = publish_stream(&channel, &topic, size, settings.records, window).await;
         busy.push(format!(
-            "{size} B: direct {direct_busy:.0} %, batched {batched_busy:.0} %, stream {:.0} %",
+            "{size} B x {window} in flight: direct {direct_busy:.0} %, batched {batched_busy:.0} %, stream {:.0} %",
             busy_since(m)
         ));
         let streamed_cpu =
             gateway.cpu().saturating_sub(cpu).as_secs_f64() / settings.records as f64;
         row(
-            &format!("PublishStream, {size} B records: records/s (MB/s)"),
+            &format!("PublishStream, {size} B records, {window} in flight: records/s (MB/s)"),
             &throughput(base, size),
             &throughput(streamed, size),
             streamed / base,
@@ -187,7 +196,7 @@ async fn main() {
     println!();
     println!("Gateway peak RSS: {} MiB.", gateway.peak_rss_kib() / 1024);
     println!(
-        "Direct baseline for batches and streams: one FutureProducer with 1,000 records in flight."
+        "Direct baseline for batches and streams: one FutureProducer with the same records in flight."
     );
 }
 
@@ -208,7 +217,7 @@ async fn subscribe_throughput(
 ) {
     let topic = new_topic(&settings.brokers).await;
     let drain = settings.records * 5;
-    direct_throughput(direct, &topic, 100, drain).await;
+    direct_throughput(direct, &topic, 100, drain, 1_000).await;
     // The direct consumer's rate varies from run to run: its best of two is the
     // limit the gateway is held to.
     let base = direct_consume(&settings.brokers, &topic, drain)
@@ -575,19 +584,20 @@ where
     }
 }
 
-/// Records/s of the direct producer with 1,000 records in flight.
+/// Records/s of the direct producer with `window` records in flight.
 async fn direct_throughput(
     direct: &FutureProducer,
     topic: &str,
     size: usize,
     records: usize,
+    window: usize,
 ) -> f64 {
     let payload = vec![0u8; size];
     let start = Instant::now();
     let mut in_flight: FuturesUnordered<rdkafka::producer::DeliveryFuture> =
         FuturesUnordered::new();
     for _ in 0..records {
-        if in_flight.len() >= 1000 {
+        if in_flight.len() >= window {
             in_flight
                 .next()
                 .await
@@ -609,9 +619,15 @@ async fn direct_throughput(
     records as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Records/s through batched Publish calls of 100 records, 10 calls in flight: the
-/// same 1,000 records in flight as the direct baseline.
-async fn batched_publish(channel: &Channel, topic: &str, size: usize, records: usize) -> f64 {
+/// Records/s through batched Publish calls of 100 records, `window` records (in
+/// whole calls) in flight.
+async fn batched_publish(
+    channel: &Channel,
+    topic: &str,
+    size: usize,
+    records: usize,
+    window: usize,
+) -> f64 {
     let batch: Vec<_> = (0..100)
         .map(|_| proto::Record {
             value: Some(vec![0u8; size].into()),
@@ -621,7 +637,7 @@ async fn batched_publish(channel: &Channel, topic: &str, size: usize, records: u
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     for _ in 0..records / 100 {
-        if in_flight.len() >= 10 {
+        if in_flight.len() >= window / 100 {
             in_flight.next().await.unwrap();
         }
         let mut client = PublisherServiceClient::new(channel.clone());
@@ -636,32 +652,55 @@ async fn batched_publish(channel: &Channel, topic: &str, size: usize, records: u
 }
 
 /// Records/s through one PublishStream.
-async fn publish_stream(channel: &Channel, topic: &str, size: usize, records: usize) -> f64 {
+async fn publish_stream(
+    channel: &Channel,
+    topic: &str,
+    size: usize,
+    records: usize,
+    window: usize,
+) -> f64 {
     let value: bytes::Bytes = vec![0u8; size].into();
     let topic = topic.to_string();
-    let requests = futures::stream::iter((0..records).map(move |i| proto::PublishStreamRequest {
-        topic: if i == 0 { topic.clone() } else { String::new() },
-        record: Some(proto::Record {
-            value: Some(value.clone()),
-            ..Default::default()
-        }),
-        correlation_id: String::new(),
-    }));
+    // The client keeps `window` records unanswered; the gateway's own bound
+    // (--publish-stream-in-flight) is set above the largest window.
+    let slots = Arc::new(tokio::sync::Semaphore::new(window));
+    let (requests, queued) = tokio::sync::mpsc::channel(1024);
+    let sender = {
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            for i in 0..records {
+                slots.acquire().await.unwrap().forget();
+                let request = proto::PublishStreamRequest {
+                    topic: if i == 0 { topic.clone() } else { String::new() },
+                    record: Some(proto::Record {
+                        value: Some(value.clone()),
+                        ..Default::default()
+                    }),
+                    correlation_id: String::new(),
+                };
+                if requests.send(request).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
     let start = Instant::now();
     let mut client = PublisherServiceClient::new(channel.clone());
     let mut answers = client
-        .publish_stream(requests)
+        .publish_stream(tokio_stream::wrappers::ReceiverStream::new(queued))
         .await
         .expect("stream")
         .into_inner();
     let mut acked = 0;
-    while let Some(answer) = answers.message().await.expect("answers") {
+    while acked < records {
+        let answer = answers.message().await.expect("answers").expect("open");
         match answer.result {
             Some(Outcome::Ack(_)) => acked += 1,
             other => panic!("record failed during the benchmark: {other:?}"),
         }
+        slots.add_permits(1);
     }
-    assert_eq!(acked, records);
+    sender.await.unwrap();
     records as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -755,6 +794,10 @@ impl Gateway {
                 brokers,
             ])
             .args(["--linger", &format!("{LINGER_MS}ms")])
+            .args([
+                "--publish-stream-in-flight",
+                &IN_FLIGHT.iter().max().unwrap().to_string(),
+            ])
             .args([
                 "--kafka-config",
                 &format!("fetch.wait.max.ms={FETCH_WAIT_MS}"),
