@@ -7,7 +7,7 @@ use crate::{
     kafka::ProducerManager,
     Error,
 };
-use futures::{stream::FuturesUnordered, StreamExt};
+use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,15 +46,26 @@ pub async fn run(
     let mut in_flight = FuturesUnordered::new();
     let mut default_topic: Option<Result<TopicName, Status>> = None;
     let mut index = 0usize;
+    // Made once: a fresh wait per loop turn registers and drops a waiter for every
+    // record, a cost seen in profiles at a few hundred thousand records/s.
+    let stopping = shutdown.cancelled();
+    let gone = answers.closed();
+    tokio::pin!(stopping, gone);
     let ended = loop {
         tokio::select! {
             biased;
-                        _ = shutdown.cancelled() => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
+            _ = &mut stopping => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
             // The response is gone (deadline, client cancel): stop reading.
-            _ = answers.closed() => return,
+            _ = &mut gone => return,
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
                 if answers.send(Ok(answer)).await.is_err() {
                     return;
+                }
+                // Answers that are ready too go out in the same turn.
+                while let Some(Some(answer)) = in_flight.next().now_or_never() {
+                    if answers.send(Ok(answer)).await.is_err() {
+                        return;
+                    }
                 }
             }
             next = requests.message(), if in_flight.len() < limits.max_in_flight => match next {
