@@ -40,6 +40,8 @@ pub struct Subscription {
     started: Option<String>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
+    /// Polls so far, to check for shutdown every few.
+    polls: u32,
 }
 
 /// Where a subscription's records come from.
@@ -78,12 +80,28 @@ impl Subscription {
             started,
             shutdown: Box::pin(shutdown),
             ended: false,
+            polls: 0,
         }
     }
 
     /// The id acknowledgements name, for a client-acknowledged subscription.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+}
+
+/// Records yielded between two shutdown checks while records keep coming.
+const SHUTDOWN_CHECK_EVERY: u32 = 64;
+
+impl Subscription {
+    /// Pending, with the waker registered for shutdown too; or the end, when the
+    /// gateway is shutting down.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<SubscriptionEvent, Error>>> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            self.ended = true;
+            return Poll::Ready(Some(Err(Error::ShuttingDown)));
+        }
+        Poll::Pending
     }
 }
 
@@ -95,10 +113,13 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         // Shutdown wins over buffered records: they are not delivered, so not
-        // committed, and the group reads them again elsewhere.
-        if self.shutdown.as_mut().poll(cx).is_ready() {
-            self.ended = true;
-            return Poll::Ready(Some(Err(Error::ShuttingDown)));
+        // committed, and the group reads them again elsewhere. Checked every few
+        // records (and whenever the stream waits): the check takes a lock.
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls.is_multiple_of(SHUTDOWN_CHECK_EVERY) {
+            if let Poll::Ready(end) = self.wait(cx) {
+                return Poll::Ready(end);
+            }
         }
         if let Some(id) = self.started.take() {
             return Poll::Ready(Some(Ok(SubscriptionEvent::Started(id))));
@@ -112,7 +133,7 @@ impl Stream for Subscription {
                 return Poll::Ready(Some(Ok(event)));
             }
             if !may_deliver {
-                return Poll::Pending;
+                return self.wait(cx);
             }
         }
         loop {
@@ -134,7 +155,7 @@ impl Stream for Subscription {
                     self.ended = true;
                     Poll::Ready(None)
                 }
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => self.wait(cx),
             };
         }
     }
