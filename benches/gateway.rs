@@ -712,6 +712,9 @@ async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
         .set("group.id", "bench-direct")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
+        // As the gateway's consumers: librdkafka's 1 s default stalls a consumer
+        // whose read-ahead one fetch overfilled.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("direct consumer");
     let mut list = rdkafka::TopicPartitionList::new();
