@@ -177,7 +177,7 @@ async fn main() {
         );
     }
     if wanted("subscribe") {
-        subscribe_throughput(&settings, &gateway, &channel, &direct).await;
+        busy.push(subscribe_throughput(&settings, &gateway, &channel, &direct).await);
     }
     if wanted("latency") {
         end_to_end(&settings, &gateway, &channel, &direct, quick).await;
@@ -189,7 +189,7 @@ async fn main() {
     if !busy.is_empty() {
         println!();
         println!(
-            "Machine CPU busy (2 cores; broker, gateway and load generator) while publishing: {}.",
+            "Machine CPU busy (2 cores; broker, gateway and load generator): {}.",
             busy.join("; ")
         );
     }
@@ -214,27 +214,39 @@ async fn subscribe_throughput(
     gateway: &Gateway,
     channel: &Channel,
     direct: &FutureProducer,
-) {
+) -> String {
     let topic = new_topic(&settings.brokers).await;
     let drain = settings.records * 5;
     direct_throughput(direct, &topic, 100, drain, 1_000).await;
     // The direct consumer's rate varies from run to run: its best of two is the
     // limit the gateway is held to.
+    let m = machine();
     let base = direct_consume(&settings.brokers, &topic, drain)
         .await
         .max(direct_consume(&settings.brokers, &topic, drain).await);
-    let cpu = gateway.cpu();
-    let via = subscribe_drain(channel, &topic, drain).await;
-    let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
-    row(
-        &format!(
-            "Subscribe, draining {drain} records of 100 B through one stream: records/s (MB/s)"
-        ),
-        &throughput(base, 100),
-        &throughput(via, 100),
-        via / base,
-        subscribe_cpu,
-    );
+    let mut busy = vec![format!("direct {:.0} %", busy_since(m))];
+    for batch in [0, 1000] {
+        let cpu = gateway.cpu();
+        let m = machine();
+        let via = subscribe_drain(channel, &topic, drain, batch).await;
+        busy.push(format!("gateway (batch {batch}) {:.0} %", busy_since(m)));
+        let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
+        let events = if batch == 0 {
+            "one record per event".to_string()
+        } else {
+            format!("max_batch_records {batch}")
+        };
+        row(
+            &format!(
+                "Subscribe, draining {drain} records of 100 B through one stream, {events}: records/s (MB/s)"
+            ),
+            &throughput(base, 100),
+            &throughput(via, 100),
+            via / base,
+            subscribe_cpu,
+        );
+    }
+    format!("Subscribe drain: {}", busy.join(", "))
 }
 
 /// End-to-end latency at a fixed offered rate (open loop: each record is sent at
@@ -729,12 +741,13 @@ async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
 }
 
 /// Records/s of one Subscribe stream reading `records` from the start of `topic`.
-async fn subscribe_drain(channel: &Channel, topic: &str, records: usize) -> f64 {
+async fn subscribe_drain(channel: &Channel, topic: &str, records: usize, batch: i32) -> f64 {
     let mut client =
         proto::subscriber_service_client::SubscriberServiceClient::new(channel.clone());
     let request = proto::SubscribeRequest {
         topics: vec![topic.into()],
         start: proto::StartPosition::Earliest as i32,
+        max_batch_records: batch,
         ..Default::default()
     };
     let start = Instant::now();
@@ -745,10 +758,10 @@ async fn subscribe_drain(channel: &Channel, topic: &str, records: usize) -> f64 
         .into_inner();
     let mut seen = 0;
     while seen < records {
-        if let Some(proto::subscribe_response::Event::Record(_)) =
-            stream.message().await.expect("stream").expect("open").event
-        {
-            seen += 1;
+        match stream.message().await.expect("stream").expect("open").event {
+            Some(proto::subscribe_response::Event::Record(_)) => seen += 1,
+            Some(proto::subscribe_response::Event::Records(batch)) => seen += batch.records.len(),
+            _ => {}
         }
     }
     records as f64 / start.elapsed().as_secs_f64()

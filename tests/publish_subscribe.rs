@@ -229,3 +229,54 @@ async fn timestamp_start_skips_older_records() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn batched_events_carry_every_record_in_order() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    let mut subscriber = gw.subscriber().await;
+    for _ in 0..5 {
+        publish(&mut publisher, &topic, numbered(50)).await;
+    }
+    let request = proto::SubscribeRequest {
+        max_batch_records: 100,
+        ..partitions_request(&topic, StartPosition::Earliest)
+    };
+    let mut stream = subscribe(&mut subscriber, request).await;
+    let mut values = Vec::new();
+    while values.len() < 250 {
+        let event = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("records within PATIENCE")
+            .expect("stream")
+            .expect("open")
+            .event;
+        match event {
+            Some(proto::subscribe_response::Event::Records(batch)) => {
+                assert!(
+                    (1..=100).contains(&batch.records.len()),
+                    "{} records in one event",
+                    batch.records.len()
+                );
+                values.extend(batch.records.iter().map(value_of));
+            }
+            other => panic!("expected a `records` event, got {other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..5)
+        .flat_map(|_| (0..50).map(|i| i.to_string()))
+        .collect();
+    assert_eq!(values, expected);
+
+    let status = subscriber
+        .subscribe(proto::SubscribeRequest {
+            max_batch_records: 10_001,
+            ..partitions_request(&topic, StartPosition::Earliest)
+        })
+        .await
+        .expect_err("too large a batch");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("max_batch_records"), "{status:?}");
+    gw.stop().await;
+}

@@ -251,6 +251,55 @@ pub fn record_positions(
         .collect()
 }
 
+/// Most records one `records` event may carry.
+const MAX_BATCH_RECORDS: i32 = 10_000;
+
+/// `max_batch_records` of a request: `None` for one record per event.
+pub fn max_batch_records(requested: i32) -> Result<Option<usize>, ValidationError> {
+    match requested {
+        0 | 1 => Ok(None),
+        n if (2..=MAX_BATCH_RECORDS).contains(&n) => Ok(Some(n as usize)),
+        n => Err(ValidationError::Subscription(format!(
+            "max_batch_records {n} is out of range: give 2 to {MAX_BATCH_RECORDS}, or 0 for one record per event"
+        ))),
+    }
+}
+
+/// Events that were ready together, with their records joined into `records`
+/// events; an error ends the list, after what came before it.
+pub fn batched_events<E>(
+    ready: Vec<Result<SubscriptionEvent, E>>,
+) -> Vec<Result<proto::SubscribeResponse, E>> {
+    use proto::subscribe_response::Event;
+    let mut out = Vec::new();
+    let mut records = Vec::new();
+    let flush = |records: &mut Vec<proto::ConsumedRecord>, out: &mut Vec<Result<_, E>>| {
+        if !records.is_empty() {
+            out.push(Ok(proto::SubscribeResponse {
+                event: Some(Event::Records(proto::RecordBatch {
+                    records: std::mem::take(records),
+                })),
+            }));
+        }
+    };
+    for item in ready {
+        match item {
+            Ok(SubscriptionEvent::Record(record)) => records.push(consumed_record(record)),
+            Ok(other) => {
+                flush(&mut records, &mut out);
+                out.push(Ok(subscription_event(other)));
+            }
+            Err(err) => {
+                flush(&mut records, &mut out);
+                out.push(Err(err));
+                return out;
+            }
+        }
+    }
+    flush(&mut records, &mut out);
+    out
+}
+
 /// A Subscribe event as a Consume event.
 pub fn consume_event(response: proto::SubscribeResponse) -> proto::ConsumeResponse {
     use proto::{consume_response::Event as C, subscribe_response::Event as S};
@@ -260,6 +309,7 @@ pub fn consume_event(response: proto::SubscribeResponse) -> proto::ConsumeRespon
             S::Started(s) => C::Started(s),
             S::Assigned(a) => C::Assigned(a),
             S::Revoked(r) => C::Revoked(r),
+            S::Records(r) => C::Records(r),
         }),
     }
 }

@@ -6,7 +6,7 @@ use super::{
     deadline::{self, Deadline, DeadlineStream},
     proto,
 };
-use crate::kafka::{self, ConsumerManager};
+use crate::kafka::{self, ConsumerManager, Subscription};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
 use tokio::sync::mpsc;
@@ -39,17 +39,19 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         let deadline = Deadline::from_metadata(request.metadata());
-        let spec = convert::subscription(request.into_inner()).map_err(crate::Error::from)?;
+        let request = request.into_inner();
+        let batch =
+            convert::max_batch_records(request.max_batch_records).map_err(crate::Error::from)?;
+        let spec = convert::subscription(request).map_err(crate::Error::from)?;
         let subscription = deadline::within(
             deadline,
             "the subscription started",
             self.consumers.subscribe(spec),
         )
         .await?;
-        let events =
-            subscription.map(|item| item.map(convert::subscription_event).map_err(Status::from));
         Ok(Response::new(Box::pin(DeadlineStream::new(
-            events, deadline,
+            responses(subscription, batch),
+            deadline,
         ))))
     }
 
@@ -110,6 +112,8 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         if subscribe.ack_mode == proto::AckMode::Unspecified as i32 {
             subscribe.ack_mode = proto::AckMode::Client as i32;
         }
+        let batch =
+            convert::max_batch_records(subscribe.max_batch_records).map_err(crate::Error::from)?;
         let spec = convert::subscription(subscribe).map_err(crate::Error::from)?;
         let subscription = deadline::within(
             deadline,
@@ -125,13 +129,8 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
             rejections,
         ));
         // The stream ends with the subscription; rejected acks join it meanwhile.
-        let events = subscription
-            .map(|item| {
-                Some(
-                    item.map(|e| convert::consume_event(convert::subscription_event(e)))
-                        .map_err(Status::from),
-                )
-            })
+        let events = responses(subscription, batch)
+            .map(|item| Some(item.map(convert::consume_event)))
             .chain(futures::stream::iter([None]));
         let merged = futures::stream::select(events, ReceiverStream::new(rejected).map(Some))
             .take_while(|item| std::future::ready(item.is_some()))
@@ -139,6 +138,26 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         Ok(Response::new(Box::pin(DeadlineStream::new(
             merged, deadline,
         ))))
+    }
+}
+
+/// A subscription's events as responses: one record per response, or with `batch`
+/// the records that are ready together joined into `records` responses.
+fn responses(
+    subscription: Subscription,
+    batch: Option<usize>,
+) -> Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>> {
+    match batch {
+        None => Box::pin(
+            subscription.map(|item| item.map(convert::subscription_event).map_err(Status::from)),
+        ),
+        Some(max) => Box::pin(subscription.ready_chunks(max).flat_map(|ready| {
+            futures::stream::iter(
+                convert::batched_events(ready)
+                    .into_iter()
+                    .map(|item| item.map_err(Status::from)),
+            )
+        })),
     }
 }
 

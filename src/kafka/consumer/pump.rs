@@ -7,6 +7,7 @@ use crate::{
     kafka::{record_timestamp, Error},
 };
 use bytes::Bytes;
+use futures::FutureExt;
 use rdkafka::{
     consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
@@ -31,6 +32,10 @@ use tracing::{debug, warn};
 /// that stopped reading gets its partitions paused, so the consumer is polled again
 /// and its group can rebalance (which waits for at most this long).
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
+/// Records moved in one turn of the pump at most, so that commits, shutdown and a
+/// client that left are still seen promptly.
+const BURST: usize = 256;
 
 /// When a consumer close has taken this long, say so in the log.
 const SLOW_CLOSE: Duration = Duration::from_secs(15);
@@ -114,31 +119,53 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     }
                     // Not polled while a record waits briefly for room; polled again
                     // once its partition is paused.
-                    next = consumer.recv(), if waiting.is_empty() || !paused.is_empty() => match next {
-                        Ok(message) => {
-                            let record = to_record(&message, topic_of(&message, &topics));
-                            drop(message);
-                            let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
-                            let delivery = Delivery { record, generation };
-                            if waiting.is_empty() {
-                                match records.try_send(Ok(delivery)) {
-                                    Ok(()) => {}
-                                    Err(mpsc::error::TrySendError::Full(Ok(delivery))) => {
+                    next = consumer.recv(), if waiting.is_empty() || !paused.is_empty() => {
+                        // Records librdkafka already holds go out in the same turn,
+                        // while they fit: a wakeup per record halved the throughput.
+                        let mut next = Some(next);
+                        let mut taken = 0;
+                        let mut end = None;
+                        while let Some(item) = next.take() {
+                            match item {
+                                Ok(message) => {
+                                    let record = to_record(&message, topic_of(&message, &topics));
+                                    drop(message);
+                                    let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
+                                    let delivery = Delivery { record, generation };
+                                    if waiting.is_empty() {
+                                        match records.try_send(Ok(delivery)) {
+                                            Ok(()) => {}
+                                            Err(mpsc::error::TrySendError::Full(Ok(delivery))) => {
+                                                waiting.push_back(delivery);
+                                                stalled_at = Some(tokio::time::Instant::now());
+                                            }
+                                            Err(_) => {
+                                                end = Some(None);
+                                                break;
+                                            }
+                                        }
+                                    } else {
+                                        // Paused already: this record's partition pauses too.
+                                        pause(&consumer, &delivery.record, &mut paused);
                                         waiting.push_back(delivery);
-                                        stalled_at = Some(tokio::time::Instant::now());
                                     }
-                                    Err(_) => break None,
                                 }
-                            } else {
-                                // Paused already: this record's partition pauses too.
-                                pause(&consumer, &delivery.record, &mut paused);
-                                waiting.push_back(delivery);
+                                Err(err) => match stream_error(&err, &topics) {
+                                    Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
+                                    fatal => {
+                                        end = Some(Some(fatal));
+                                        break;
+                                    }
+                                },
+                            }
+                            taken += 1;
+                            if taken < BURST && waiting.is_empty() {
+                                next = consumer.recv().now_or_never();
                             }
                         }
-                        Err(err) => match stream_error(&err, &topics) {
-                            Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
-                            fatal => break Some(fatal),
-                        },
+                        if let Some(end) = end {
+                            break end;
+                        }
                     }
                 }
             }
