@@ -228,8 +228,13 @@ async fn subscribe_throughput(
     for batch in [0, 1000] {
         let cpu = gateway.cpu();
         let m = machine();
+        let (own, started) = (own_cpu(), Instant::now());
         let via = subscribe_drain(channel, &topic, drain, batch).await;
-        busy.push(format!("gateway (batch {batch}) {:.0} %", busy_since(m)));
+        busy.push(format!(
+            "gateway (batch {batch}) {:.0} % (load generator {:.0} % of one core)",
+            busy_since(m),
+            (own_cpu() - own).as_secs_f64() * 100.0 / started.elapsed().as_secs_f64()
+        ));
         let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
         let events = if batch == 0 {
             "one record per event".to_string()
@@ -856,15 +861,7 @@ impl Gateway {
 
     /// CPU time (user + system) the gateway process used so far.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_secs_f64(ticks as f64 / 100.0)
+        cpu_of(&self.child.id().to_string())
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -888,6 +885,11 @@ impl Drop for Gateway {
     }
 }
 
+/// CPU time (user + system) of this process, the load generator.
+fn own_cpu() -> Duration {
+    cpu_of("self")
+}
+
 /// Busy and total jiffies of the whole machine.
 fn machine() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
@@ -908,4 +910,17 @@ fn machine() -> (u64, u64) {
 fn busy_since(then: (u64, u64)) -> f64 {
     let now = machine();
     (now.0 - then.0) as f64 * 100.0 / (now.1 - then.1).max(1) as f64
+}
+
+/// CPU time (user + system) of process `pid` (or "self") so far.
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / 100.0)
 }
