@@ -167,9 +167,23 @@ impl OwnBroker {
         }
     }
 
+    /// Stops the broker as an operator's restart does (SIGTERM), and kills it if it
+    /// has not exited within PATIENCE. nisshi with sqlite storage killed with
+    /// SIGKILL was seen to lose records it had acknowledged (a later record then
+    /// got the same offset); Kafka keeps them across a process kill.
     fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let started = std::time::Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if started.elapsed() > PATIENCE {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.wait();
         }
     }
