@@ -35,7 +35,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, Hasher},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, Weak,
     },
 };
@@ -53,6 +53,11 @@ pub struct ConsumerManager {
     /// Client-acknowledged subscriptions by id.
     acks: Mutex<HashMap<String, Weak<DeliveredOffsets>>>,
     fanout: FanOut,
+    /// Set once `shutdown` is cancelled, for streams to read on every poll (the
+    /// token's own check takes a lock); a task started with the first subscription
+    /// sets it.
+    stopping: Arc<AtomicBool>,
+    watching: std::sync::Once,
 }
 
 impl ConsumerManager {
@@ -69,6 +74,8 @@ impl ConsumerManager {
         let offsets = OffsetLookup::new(lookups.clone(), settings.broker_timeout);
         Ok(ConsumerManager {
             fanout: FanOut::new(settings, offsets.clone(), shutdown.clone()),
+            stopping: Arc::new(AtomicBool::new(false)),
+            watching: std::sync::Once::new(),
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
             offsets,
@@ -85,6 +92,13 @@ impl ConsumerManager {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
+        self.watching.call_once(|| {
+            let (shutdown, stopping) = (self.shutdown.clone(), self.stopping.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                stopping.store(true, Ordering::Release);
+            });
+        });
         for topic in spec.topics() {
             self.topics.partition_count(topic).await?;
         }
@@ -112,6 +126,7 @@ impl ConsumerManager {
                         None,
                         None,
                         self.shutdown.clone().cancelled_owned(),
+                        self.stopping.clone(),
                     ));
                 }
                 self.check_capacity()?;
@@ -355,6 +370,7 @@ impl ConsumerManager {
             delivered,
             started,
             self.shutdown.clone().cancelled_owned(),
+            self.stopping.clone(),
         )
     }
 }

@@ -9,7 +9,10 @@ use futures::Stream;
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
 };
 use tokio::sync::mpsc;
@@ -40,8 +43,8 @@ pub struct Subscription {
     started: Option<String>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
-    /// Polls so far, to check for shutdown every few.
-    polls: u32,
+    /// Set once shutdown began; cheaper to read on every poll than the token.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Where a subscription's records come from.
@@ -72,6 +75,7 @@ impl Subscription {
         delivered: Option<Arc<DeliveredOffsets>>,
         started: Option<String>,
         shutdown: WaitForCancellationFutureOwned,
+        stopping: Arc<AtomicBool>,
     ) -> Subscription {
         Subscription {
             records,
@@ -80,7 +84,7 @@ impl Subscription {
             started,
             shutdown: Box::pin(shutdown),
             ended: false,
-            polls: 0,
+            stopping,
         }
     }
 
@@ -89,9 +93,6 @@ impl Subscription {
         self.id.as_deref()
     }
 }
-
-/// Records yielded between two shutdown checks while records keep coming.
-const SHUTDOWN_CHECK_EVERY: u32 = 64;
 
 impl Subscription {
     /// Pending, with the waker registered for shutdown too; or the end, when the
@@ -115,11 +116,9 @@ impl Stream for Subscription {
         // Shutdown wins over buffered records: they are not delivered, so not
         // committed, and the group reads them again elsewhere. Checked every few
         // records (and whenever the stream waits): the check takes a lock.
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls.is_multiple_of(SHUTDOWN_CHECK_EVERY) {
-            if let Poll::Ready(end) = self.wait(cx) {
-                return Poll::Ready(end);
-            }
+        if self.stopping.load(Ordering::Acquire) {
+            self.ended = true;
+            return Poll::Ready(Some(Err(Error::ShuttingDown)));
         }
         if let Some(id) = self.started.take() {
             return Poll::Ready(Some(Ok(SubscriptionEvent::Started(id))));
@@ -152,6 +151,12 @@ impl Stream for Subscription {
                     Poll::Ready(Some(Err(err)))
                 }
                 Poll::Ready(None) => {
+                    // A pump ends without an error only when the client left or the
+                    // gateway is shutting down: the latter ends the stream with its
+                    // status, whichever the stream saw first.
+                    if let Poll::Ready(end) = self.wait(cx) {
+                        return Poll::Ready(end);
+                    }
                     self.ended = true;
                     Poll::Ready(None)
                 }
