@@ -29,14 +29,7 @@ impl OutgoingRecord {
     /// Bytes the record occupies as Kafka counts them, near enough: key, value and
     /// header names and values.
     pub fn size(&self) -> usize {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        len(&self.key)
-            + len(&self.value)
-            + self
-                .headers
-                .iter()
-                .map(|h| h.key.len() + len(&h.value))
-                .sum::<usize>()
+        payload_size(&self.key, &self.value, &self.headers)
     }
 
     /// Checks the record at position `index` of a request.
@@ -60,6 +53,17 @@ impl OutgoingRecord {
         }
         Ok(())
     }
+}
+
+/// Bytes of a record's key, value and header names and values.
+fn payload_size(key: &Option<Bytes>, value: &Option<Bytes>, headers: &[Header]) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    len(key)
+        + len(value)
+        + headers
+            .iter()
+            .map(|h| h.key.len() + len(&h.value))
+            .sum::<usize>()
 }
 
 /// A record's timestamp as Kafka reports it.
@@ -111,4 +115,12 @@ pub struct ConsumedRecord {
     pub headers: Vec<Header>,
     /// Its timestamp.
     pub timestamp: RecordTimestamp,
+}
+
+impl ConsumedRecord {
+    /// Bytes of its key, value and header names and values, as for
+    /// [`OutgoingRecord::size`].
+    pub fn size(&self) -> usize {
+        payload_size(&self.key, &self.value, &self.headers)
+    }
 }

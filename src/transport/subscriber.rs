@@ -143,10 +143,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
 
 /// A subscription's events as responses: one record per response, or with `batch`
 /// the records that are ready together joined into `records` responses.
-fn responses(
-    subscription: Subscription,
-    batch: Option<usize>,
-) -> Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>> {
+fn responses(subscription: Subscription, batch: Option<usize>) -> SubscribeStream {
     match batch {
         None => Box::pin(
             subscription.map(|item| item.map(convert::subscription_event).map_err(Status::from)),

@@ -63,6 +63,26 @@ struct Joined {
     readers: usize,
 }
 
+impl State {
+    /// Whether `feed` is still the one wanted for its partition (a failed feed was
+    /// removed, and maybe replaced by a new one).
+    fn holds(&self, feed: &Arc<Feed>) -> bool {
+        self.feeds
+            .get(&(feed.topic.clone(), feed.partition))
+            .is_some_and(|joined| Arc::ptr_eq(&joined.feed, feed))
+    }
+}
+
+/// What the shared consumer is assigned, by topic then partition, for routing.
+type Assigned = HashMap<String, HashMap<i32, Arc<Feed>>>;
+
+/// The feed a record of `topic`/`partition` goes to.
+fn routed<'a>(assigned: &'a Assigned, topic: &str, partition: i32) -> Option<&'a Arc<Feed>> {
+    assigned
+        .get(topic)
+        .and_then(|partitions| partitions.get(&partition))
+}
+
 impl FanOut {
     pub fn new(
         settings: &KafkaSettings,
@@ -188,16 +208,19 @@ impl Drop for FeedReader {
         let mut removed = false;
         for (feed, _) in &self.cursors {
             feed.forget(self.id);
+            // A feed that failed was replaced or removed; its count is gone.
             let key = (feed.topic.clone(), feed.partition);
-            if let Some(joined) = state.feeds.get_mut(&key) {
-                // A feed that failed was replaced or removed; its count is gone.
-                if Arc::ptr_eq(&joined.feed, feed) {
-                    joined.readers -= 1;
-                    if joined.readers == 0 {
-                        state.feeds.remove(&key);
-                        removed = true;
-                    }
-                }
+            let Some(joined) = state
+                .feeds
+                .get_mut(&key)
+                .filter(|joined| Arc::ptr_eq(&joined.feed, feed))
+            else {
+                continue;
+            };
+            joined.readers -= 1;
+            if joined.readers == 0 {
+                state.feeds.remove(&key);
+                removed = true;
             }
         }
         state.streams -= 1;
@@ -229,12 +252,14 @@ async fn run(shared: Arc<Shared>) {
             return;
         }
     };
-    // What the consumer is assigned, by topic then partition, for routing.
-    let mut assigned: HashMap<String, HashMap<i32, Arc<Feed>>> = HashMap::new();
+    let mut assigned = Assigned::new();
     // Feeds whose partitions are paused because they are full.
     let mut paused: Vec<Arc<Feed>> = Vec::new();
     // Set when the feeds wanted may have changed.
     let mut changed = true;
+    // Made once, as in the pump: a fresh wait per record takes a lock each time.
+    let stopping = shared.shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         if changed {
             resume_with_room(&consumer, &mut paused);
@@ -242,26 +267,21 @@ async fn run(shared: Arc<Shared>) {
                 break;
             }
             paused.retain(|feed| {
-                assigned
-                    .get(feed.topic.as_str())
-                    .and_then(|partitions| partitions.get(&feed.partition))
+                routed(&assigned, feed.topic.as_str(), feed.partition)
                     .is_some_and(|current| Arc::ptr_eq(current, feed))
             });
             changed = false;
         }
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => {
+            _ = &mut stopping => {
                 shared.lock().running = false;
                 break;
             }
             _ = shared.wake.notified() => changed = true,
             next = consumer.recv() => match next {
                 Ok(message) => {
-                    let feed = assigned
-                        .get(message.topic())
-                        .and_then(|partitions| partitions.get(&message.partition()));
-                    if let Some(feed) = feed {
+                    if let Some(feed) = routed(&assigned, message.topic(), message.partition()) {
                         if feed.push(to_record(&message, feed.topic.clone())) {
                             pause(&consumer, feed);
                             paused.push(feed.clone());
@@ -303,16 +323,13 @@ async fn run(shared: Arc<Shared>) {
 fn reconcile(
     shared: &Shared,
     consumer: &StreamConsumer<DefaultConsumerContext>,
-    assigned: &mut HashMap<String, HashMap<i32, Arc<Feed>>>,
+    assigned: &mut Assigned,
 ) -> bool {
     let mut state = shared.lock();
     let mut gone = TopicPartitionList::new();
     for (topic, partitions) in assigned.iter_mut() {
         partitions.retain(|partition, feed| {
-            let wanted = state
-                .feeds
-                .get(&(feed.topic.clone(), *partition))
-                .is_some_and(|joined| Arc::ptr_eq(&joined.feed, feed));
+            let wanted = state.holds(feed);
             if !wanted {
                 gone.add_partition(topic, *partition);
             }
@@ -410,7 +427,7 @@ async fn behind_start(offsets: &OffsetLookup, feeds: &[Arc<Feed>]) -> Vec<Arc<Fe
 
 /// Ends every feed's streams with `error` and drops the feeds, so that later
 /// subscriptions start afresh.
-fn fail_all(shared: &Shared, assigned: &HashMap<String, HashMap<i32, Arc<Feed>>>, error: Error) {
+fn fail_all(shared: &Shared, assigned: &Assigned, error: Error) {
     drop_feeds(shared, assigned.values().flat_map(HashMap::values), &error);
 }
 
@@ -420,13 +437,8 @@ fn drop_feeds<'a>(shared: &Shared, feeds: impl Iterator<Item = &'a Arc<Feed>>, e
     let mut state = shared.lock();
     for feed in feeds {
         feed.fail(error.clone());
-        let key = (feed.topic.clone(), feed.partition);
-        if state
-            .feeds
-            .get(&key)
-            .is_some_and(|joined| Arc::ptr_eq(&joined.feed, feed))
-        {
-            state.feeds.remove(&key);
+        if state.holds(feed) {
+            state.feeds.remove(&(feed.topic.clone(), feed.partition));
         }
     }
     // The consumer reconciles, and stops if no feed is left.

@@ -246,16 +246,9 @@ impl Feed {
     }
 }
 
+/// Bytes a buffered record counts against the budget.
 fn size(record: &ConsumedRecord) -> usize {
-    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
-    RECORD_OVERHEAD
-        + len(&record.key)
-        + len(&record.value)
-        + record
-            .headers
-            .iter()
-            .map(|h| h.key.len() + len(&h.value))
-            .sum::<usize>()
+    RECORD_OVERHEAD + record.size()
 }
 
 /// Polls a subscription's cursors in turn, so one busy partition does not starve

@@ -92,9 +92,7 @@ impl Subscription {
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
     }
-}
 
-impl Subscription {
     /// Pending, with the waker registered for shutdown too; or the end, when the
     /// gateway is shutting down.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<SubscriptionEvent, Error>>> {
@@ -114,8 +112,8 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         // Shutdown wins over buffered records: they are not delivered, so not
-        // committed, and the group reads them again elsewhere. Checked every few
-        // records (and whenever the stream waits): the check takes a lock.
+        // committed, and the group reads them again elsewhere. Read from a flag:
+        // the token's own check takes a lock, too dear on every record.
         if self.stopping.load(Ordering::Acquire) {
             self.ended = true;
             return Poll::Ready(Some(Err(Error::ShuttingDown)));
