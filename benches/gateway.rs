@@ -107,17 +107,8 @@ async fn main() {
                 topic_for_loop.clone(),
             );
             async move {
-                let record = proto::Record {
-                    value: Some(vec![0u8; 100].into()),
-                    ..Default::default()
-                };
-                client
-                    .publish(proto::PublishRequest {
-                        topic,
-                        records: vec![record],
-                    })
+                publish_one(&mut client, topic, vec![0u8; 100])
                     .await
-                    .map(|_| ())
                     .map_err(|s| s.to_string())
             }
         })
@@ -300,15 +291,7 @@ async fn end_to_end(
             let mut client = PublisherServiceClient::new(channel.clone());
             let topic = topic.clone();
             async move {
-                let record = proto::Record {
-                    value: Some(payload.into()),
-                    ..Default::default()
-                };
-                client
-                    .publish(proto::PublishRequest {
-                        topic,
-                        records: vec![record],
-                    })
+                publish_one(&mut client, topic, payload)
                     .await
                     .expect("publish");
             }
@@ -382,22 +365,9 @@ fn direct_latencies(
     total: u64,
     origin: Instant,
 ) -> tokio::task::JoinHandle<Vec<(Duration, Duration)>> {
-    use rdkafka::{
-        consumer::{Consumer, StreamConsumer},
-        Message,
-    };
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-direct")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
-        .create()
-        .expect("direct consumer");
-    let mut list = rdkafka::TopicPartitionList::new();
+    use rdkafka::Message;
     // The topic is new: from its beginning is from now, with nothing missed.
-    list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&list).unwrap();
+    let consumer = direct_consumer(brokers, topic);
     tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(total as usize);
         while (latencies.len() as u64) < total {
@@ -503,14 +473,7 @@ async fn idle_streams(settings: &Settings, gateway: &Gateway, quick: bool) {
         .collect();
     let start = Instant::now();
     let mut client = PublisherServiceClient::new(gateway.plain_channel().await);
-    client
-        .publish(proto::PublishRequest {
-            topic: topic.clone(),
-            records: vec![proto::Record {
-                value: Some(vec![0u8; 100].into()),
-                ..Default::default()
-            }],
-        })
+    publish_one(&mut client, topic.clone(), vec![0u8; 100])
         .await
         .expect("publish");
     for reader in readers {
@@ -599,6 +562,25 @@ where
         elapsed,
         latencies,
     }
+}
+
+/// One unary Publish of one record with `value`.
+async fn publish_one(
+    client: &mut PublisherServiceClient<Channel>,
+    topic: String,
+    value: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    let record = proto::Record {
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    client
+        .publish(proto::PublishRequest {
+            topic,
+            records: vec![record],
+        })
+        .await
+        .map(|_| ())
 }
 
 /// Records/s of the direct producer with `window` records in flight.
@@ -721,8 +703,9 @@ async fn publish_stream(
     records as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Records/s of a direct consumer reading `records` from the start of `topic`.
-async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
+/// A direct consumer of partition 0 of `topic` from its beginning, with the fetch
+/// settings of the gateway's consumers.
+fn direct_consumer(brokers: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -738,6 +721,12 @@ async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
     list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
         .unwrap();
     consumer.assign(&list).unwrap();
+    consumer
+}
+
+/// Records/s of a direct consumer reading `records` from the start of `topic`.
+async fn direct_consume(brokers: &str, topic: &str, records: usize) -> f64 {
+    let consumer = direct_consumer(brokers, topic);
     let start = Instant::now();
     for _ in 0..records {
         consumer.recv().await.expect("record");

@@ -171,19 +171,7 @@ async fn a_slow_stream_ends_with_resource_exhausted_and_the_others_get_everythin
     fast_reader.await.unwrap();
 
     // The slow stream gets a gapless prefix, then the error; never a gap.
-    let mut next = 0;
-    let status = loop {
-        match slow.message().await {
-            Ok(Some(proto::SubscribeResponse {
-                event: Some(proto::subscribe_response::Event::Record(record)),
-            })) => {
-                assert_eq!(key_of(&record), next.to_string(), "no record skipped");
-                next += 1;
-            }
-            Ok(other) => panic!("expected a record or an error, got {other:?}"),
-            Err(status) => break status,
-        }
-    };
+    let (next, status) = gapless_prefix_then_error(&mut slow).await;
     assert!(
         next < total,
         "the slow stream was dropped, not served in full"
@@ -236,6 +224,29 @@ fn offset_request(topic: &str, offset: i64) -> proto::SubscribeRequest {
             offset,
         }],
         ..Default::default()
+    }
+}
+
+/// Reads a stream whose records are keyed 0, 1, 2... until it ends with an error;
+/// asserts that no record was skipped, and returns how many came and the status.
+async fn gapless_prefix_then_error(
+    stream: &mut tonic::Streaming<proto::SubscribeResponse>,
+) -> (usize, tonic::Status) {
+    let mut next = 0;
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("the stream ends within PATIENCE")
+        {
+            Ok(Some(proto::SubscribeResponse {
+                event: Some(proto::subscribe_response::Event::Record(record)),
+            })) => {
+                assert_eq!(key_of(&record), next.to_string(), "no record skipped");
+                next += 1;
+            }
+            Ok(other) => panic!("expected a record or an error, got {other:?}"),
+            Err(status) => return (next, status),
+        }
     }
 }
 
@@ -295,22 +306,7 @@ async fn a_feed_whose_position_retention_deleted_ends_only_its_own_streams() {
         .expect("delete records");
 
     // The stalled stream: what it was sent, without a gap, then OUT_OF_RANGE.
-    let mut next = 0;
-    let status = loop {
-        match tokio::time::timeout(PATIENCE, stalled.message())
-            .await
-            .expect("the stalled stream ends")
-        {
-            Ok(Some(proto::SubscribeResponse {
-                event: Some(proto::subscribe_response::Event::Record(record)),
-            })) => {
-                assert_eq!(key_of(&record), next.to_string(), "no record skipped");
-                next += 1;
-            }
-            Ok(other) => panic!("expected a record or an error, got {other:?}"),
-            Err(status) => break status,
-        }
-    };
+    let (next, status) = gapless_prefix_then_error(&mut stalled).await;
     assert!(next < 6_000);
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
 
