@@ -138,7 +138,8 @@ pub struct Config {
     #[arg(long, env = "KAFKA_GATEWAY_PRODUCER_QUEUE_BYTES", default_value_t = 128 * 1024 * 1024, value_name = "BYTES")]
     pub producer_queue_bytes: usize,
 
-    /// Records read ahead for one Subscribe stream while the client is busy.
+    /// Records read ahead for one Subscribe stream while the client is busy; they
+    /// cross from the consumer to the stream in batches of up to 256.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_SUBSCRIBE_BUFFER",

@@ -316,7 +316,7 @@ pub fn consume_event(response: proto::SubscribeResponse) -> proto::ConsumeRespon
 
 fn consumed_record(record: ConsumedRecord) -> proto::ConsumedRecord {
     proto::ConsumedRecord {
-        topic: record.topic.to_string(),
+        topic: String::from(record.topic.as_str()),
         partition: record.partition,
         offset: record.offset,
         key: record.key,

@@ -12,6 +12,7 @@ mod feed;
 mod offsets;
 mod partitions;
 mod pump;
+mod readahead;
 mod subscription;
 
 pub use subscription::Subscription;
@@ -40,8 +41,8 @@ use std::{
     },
 };
 use subscription::Source;
-use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::debug;
 
 /// Creates, tracks and tears down the consumers behind Subscribe streams.
 pub struct ConsumerManager {
@@ -130,7 +131,7 @@ impl ConsumerManager {
                     ));
                 }
                 self.check_capacity()?;
-                self.subscribe_partitions(topics, assignment)
+                self.subscribe_partitions(topics, assignment).await
             }
         }
     }
@@ -317,7 +318,7 @@ impl ConsumerManager {
         Ok(self.start(consumer, topics, Some(commits), Some(delivered), started))
     }
 
-    fn subscribe_partitions(
+    async fn subscribe_partitions(
         &self,
         topics: Vec<TopicName>,
         assignment: Vec<(TopicName, i32, Offset)>,
@@ -337,6 +338,11 @@ impl ConsumerManager {
             .consumer(None, reset)
             .create()
             .map_err(|e| Error::client("consumer", e))?;
+        let consumer = if reset == "earliest" {
+            self.learn_leaders(consumer, &topics).await
+        } else {
+            consumer
+        };
         let mut list = TopicPartitionList::with_capacity(assignment.len());
         for (topic, partition, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
@@ -348,6 +354,28 @@ impl ConsumerManager {
         Ok(self.start(consumer, topics, None, None, None))
     }
 
+    /// Has a new consumer look up its topics' leaders before it is assigned a
+    /// logical start (the beginning): librdkafka queries such an offset only once
+    /// it knows the leader, and when it does not at assignment it retries after a
+    /// fixed 500 ms, which every EARLIEST stream waited for its first record. A
+    /// lookup that fails only costs that wait.
+    async fn learn_leaders(
+        &self,
+        consumer: StreamConsumer<DefaultConsumerContext>,
+        topics: &[TopicName],
+    ) -> StreamConsumer<DefaultConsumerContext> {
+        let (topics, timeout) = (topics.to_vec(), self.settings.broker_timeout);
+        let lookup = tokio::task::spawn_blocking(move || {
+            for topic in &topics {
+                if let Err(err) = consumer.fetch_metadata(Some(topic.as_str()), timeout) {
+                    debug!(%err, %topic, "leader lookup before assignment failed");
+                }
+            }
+            consumer
+        });
+        lookup.await.expect("leader lookup does not panic")
+    }
+
     fn start<C: ConsumerContext + 'static>(
         &self,
         consumer: StreamConsumer<C>,
@@ -356,7 +384,7 @@ impl ConsumerManager {
         delivered: Option<Arc<DeliveredOffsets>>,
         started: Option<String>,
     ) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.settings.subscribe_buffer);
+        let (tx, rx) = readahead::channel(self.settings.subscribe_buffer);
         let pump = Pump {
             consumer,
             topics,

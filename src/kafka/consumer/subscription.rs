@@ -1,6 +1,6 @@
 //! The stream a Subscribe RPC reads from.
 
-use super::{fanout::FeedReader, offsets::DeliveredOffsets};
+use super::{fanout::FeedReader, offsets::DeliveredOffsets, readahead};
 use crate::{
     domain::{ConsumedRecord, SubscriptionEvent},
     kafka::Error,
@@ -15,7 +15,6 @@ use std::{
     },
     task::{Context, Poll},
 };
-use tokio::sync::mpsc;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// A record on its way to the client, tagged with the assignment it was read under.
@@ -50,7 +49,7 @@ pub struct Subscription {
 /// Where a subscription's records come from.
 pub(super) enum Source {
     /// Its own consumer's pump.
-    Own(mpsc::Receiver<Result<Delivery, Error>>),
+    Own(readahead::Reader),
     /// Live feeds shared with other streams.
     Shared(FeedReader),
 }
@@ -58,7 +57,7 @@ pub(super) enum Source {
 impl Source {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Error>>> {
         match self {
-            Source::Own(records) => records.poll_recv(cx),
+            Source::Own(records) => records.poll_next(cx),
             Source::Shared(reader) => reader.poll_next(cx).map(|next| {
                 Some(next.map(|record| Delivery {
                     record,

@@ -1,0 +1,234 @@
+//! The bounded read-ahead between a pump and its subscription.
+//!
+//! Records cross it in batches (what the consumer had ready in one turn), so the
+//! two tasks wake each other once per batch rather than once per record: a
+//! per-record channel kept a full pump and its stream waking each other for every
+//! record. The bound counts records: a batch goes in only when all its records fit,
+//! and they stop counting when the subscription takes the batch out.
+
+use super::subscription::Delivery;
+use crate::kafka::Error;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
+
+/// A read-ahead holding at most `capacity` records (at least 1).
+pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+    let room = Arc::new(Semaphore::new(capacity));
+    let (batches, received) = mpsc::unbounded_channel();
+    (
+        Writer {
+            batches,
+            room: room.clone(),
+            capacity,
+        },
+        Reader {
+            batches: received,
+            room,
+            in_hand: Vec::new().into_iter(),
+        },
+    )
+}
+
+/// The pump's side.
+pub(super) struct Writer {
+    batches: mpsc::UnboundedSender<Result<Vec<Delivery>, Error>>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// Why a batch was not taken.
+pub(super) enum Refused {
+    /// Not all of it fits now.
+    Full(Vec<Delivery>),
+    /// The subscription is gone.
+    Closed,
+}
+
+/// Room reserved for records, to be filled by [`Writer::send_reserved`].
+pub(super) struct Room<'a>(SemaphorePermit<'a>);
+
+impl Room<'_> {
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.0.num_permits()
+    }
+}
+
+impl Writer {
+    /// The most records a batch may have.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sends `batch` if all of it fits now.
+    pub fn try_send(&self, batch: Vec<Delivery>) -> Result<(), Refused> {
+        debug_assert!(batch.len() <= self.capacity);
+        let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        match self.room.try_acquire_many(n) {
+            Ok(permit) => {
+                permit.forget();
+                self.batches.send(Ok(batch)).map_err(|_| Refused::Closed)
+            }
+            Err(_) => Err(Refused::Full(batch)),
+        }
+    }
+
+    /// Waits for room for `n` records (at most the capacity, at least 1).
+    pub async fn reserve(&self, n: usize) -> Room<'_> {
+        let n = n.clamp(1, self.capacity);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // The semaphore is never closed.
+        Room(self.room.acquire_many(n).await.expect("never closed"))
+    }
+
+    /// Sends as many records as `room` holds, taken from the front of `records`.
+    pub fn send_reserved(
+        &self,
+        room: Room<'_>,
+        records: &mut std::collections::VecDeque<Delivery>,
+    ) -> Result<(), Refused> {
+        let reserved = room.len();
+        let batch: Vec<Delivery> = records.drain(..reserved.min(records.len())).collect();
+        room.0.forget();
+        // Room reserved beyond the records there were goes back.
+        self.room.add_permits(reserved - batch.len());
+        self.batches.send(Ok(batch)).map_err(|_| Refused::Closed)
+    }
+
+    /// Sends the subscription's end; it comes after every batch sent before.
+    pub fn send_error(&self, err: Error) -> Result<(), Refused> {
+        self.batches.send(Err(err)).map_err(|_| Refused::Closed)
+    }
+
+    /// Completes when the subscription is gone.
+    pub async fn closed(&self) {
+        self.batches.closed().await
+    }
+}
+
+/// The subscription's side: records one by one, in the order sent.
+pub(super) struct Reader {
+    batches: mpsc::UnboundedReceiver<Result<Vec<Delivery>, Error>>,
+    room: Arc<Semaphore>,
+    in_hand: std::vec::IntoIter<Delivery>,
+}
+
+impl Reader {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Error>>> {
+        loop {
+            if let Some(delivery) = self.in_hand.next() {
+                return Poll::Ready(Some(Ok(delivery)));
+            }
+            match self.batches.poll_recv(cx) {
+                Poll::Ready(Some(Ok(batch))) => {
+                    self.room.add_permits(batch.len());
+                    self.in_hand = batch.into_iter();
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ConsumedRecord, RecordTimestamp, TopicName};
+    use futures::{task::noop_waker_ref, FutureExt};
+    use std::collections::VecDeque;
+
+    fn deliveries(offsets: std::ops::Range<i64>) -> Vec<Delivery> {
+        offsets
+            .map(|offset| Delivery {
+                record: ConsumedRecord {
+                    topic: TopicName::trusted("t"),
+                    partition: 0,
+                    offset,
+                    key: None,
+                    value: None,
+                    headers: Vec::new(),
+                    timestamp: RecordTimestamp::NotAvailable,
+                },
+                generation: 0,
+            })
+            .collect()
+    }
+
+    fn offsets(reader: &mut Reader) -> Vec<i64> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut seen = Vec::new();
+        while let Poll::Ready(Some(Ok(delivery))) = reader.poll_next(&mut cx) {
+            seen.push(delivery.record.offset);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_batch_goes_in_only_when_all_of_it_fits() {
+        let (writer, mut reader) = channel(10);
+        assert!(writer.try_send(deliveries(0..6)).is_ok());
+        // 4 places left: a batch of 5 waits whole.
+        let Err(Refused::Full(back)) = writer.try_send(deliveries(6..11)) else {
+            panic!("a batch larger than the room left was taken");
+        };
+        assert_eq!(back.len(), 5);
+        assert!(writer.try_send(deliveries(6..10)).is_ok());
+        assert!(matches!(
+            writer.try_send(deliveries(10..11)),
+            Err(Refused::Full(_))
+        ));
+        // Taking the batches out frees their room, and records come in order.
+        assert_eq!(offsets(&mut reader), (0..10).collect::<Vec<_>>());
+        assert!(writer.try_send(deliveries(10..20)).is_ok());
+        assert_eq!(offsets(&mut reader), (10..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn reserved_room_takes_at_most_the_capacity_and_returns_what_it_did_not_use() {
+        let (writer, mut reader) = channel(4);
+        let mut waiting: VecDeque<Delivery> = deliveries(0..6).into();
+        let room = writer.reserve(waiting.len()).now_or_never().expect("room");
+        assert_eq!(room.len(), 4);
+        assert!(writer.send_reserved(room, &mut waiting).is_ok());
+        assert_eq!(waiting.len(), 2);
+        // Full: no room until the reader takes the batch.
+        assert!(writer.reserve(2).now_or_never().is_none());
+        assert_eq!(offsets(&mut reader), vec![0, 1, 2, 3]);
+        let room = writer.reserve(2).now_or_never().expect("room");
+        assert!(writer.send_reserved(room, &mut waiting).is_ok());
+        assert!(waiting.is_empty());
+        assert_eq!(offsets(&mut reader), vec![4, 5]);
+        // All 4 places are free again.
+        assert!(writer.try_send(deliveries(6..10)).is_ok());
+    }
+
+    #[test]
+    fn the_end_comes_after_the_records_and_a_gone_reader_closes_the_writer() {
+        let (writer, mut reader) = channel(8);
+        assert!(writer.try_send(deliveries(0..3)).is_ok());
+        assert!(writer.send_error(Error::ShuttingDown).is_ok());
+        let mut cx = Context::from_waker(noop_waker_ref());
+        for offset in 0..3 {
+            assert!(matches!(
+                reader.poll_next(&mut cx),
+                Poll::Ready(Some(Ok(Delivery { record, .. }))) if record.offset == offset
+            ));
+        }
+        assert!(matches!(
+            reader.poll_next(&mut cx),
+            Poll::Ready(Some(Err(Error::ShuttingDown)))
+        ));
+        drop(reader);
+        assert!(writer.closed().now_or_never().is_some());
+        assert!(matches!(
+            writer.try_send(deliveries(3..4)),
+            Err(Refused::Closed)
+        ));
+    }
+}
