@@ -139,7 +139,8 @@ pub struct Config {
     pub producer_queue_bytes: usize,
 
     /// Records read ahead for one Subscribe stream while the client is busy; they
-    /// cross from the consumer to the stream in batches of up to 256.
+    /// cross from the consumer to the stream in batches of up to half of it (256
+    /// at most), so that one fills while the other empties.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_SUBSCRIBE_BUFFER",
@@ -151,7 +152,8 @@ pub struct Config {
     /// Subscribe streams with a Kafka consumer of their own that one gateway serves
     /// at once; more get RESOURCE_EXHAUSTED. Group subscriptions have their own
     /// consumer, as do those without a group that cannot share a live feed. Each
-    /// costs a few threads and up to 8 MiB read-ahead.
+    /// costs a few threads and up to 8 MiB of librdkafka read-ahead besides
+    /// `--subscribe-buffer`.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_MAX_SUBSCRIPTIONS",

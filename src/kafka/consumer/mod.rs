@@ -39,6 +39,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, Weak,
     },
+    time::{Duration, Instant},
 };
 use subscription::Source;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -339,7 +340,14 @@ impl ConsumerManager {
             .create()
             .map_err(|e| Error::client("consumer", e))?;
         let consumer = if reset == "earliest" {
-            self.learn_leaders(consumer, &topics).await
+            let consumer = self.learn_leaders(consumer, &topics).await?;
+            // The lookup awaited: meanwhile the gateway may have begun to stop, or
+            // other subscriptions taken the last consumer slots.
+            if self.shutdown.is_cancelled() {
+                return Err(Error::ShuttingDown);
+            }
+            self.check_capacity()?;
+            consumer
         } else {
             consumer
         };
@@ -357,23 +365,31 @@ impl ConsumerManager {
     /// Has a new consumer look up its topics' leaders before it is assigned a
     /// logical start (the beginning): librdkafka queries such an offset only once
     /// it knows the leader, and when it does not at assignment it retries after a
-    /// fixed 500 ms, which every EARLIEST stream waited for its first record. A
-    /// lookup that fails only costs that wait.
+    /// fixed 500 ms, which every EARLIEST stream waited for its first record. The
+    /// lookup gets at most that long in all; one that fails or runs out of time
+    /// leaves librdkafka to its own retry.
     async fn learn_leaders(
         &self,
         consumer: StreamConsumer<DefaultConsumerContext>,
         topics: &[TopicName],
-    ) -> StreamConsumer<DefaultConsumerContext> {
-        let (topics, timeout) = (topics.to_vec(), self.settings.broker_timeout);
+    ) -> Result<StreamConsumer<DefaultConsumerContext>, Error> {
+        const BUDGET: Duration = Duration::from_millis(500);
+        let topics = topics.to_vec();
         let lookup = tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + BUDGET;
             for topic in &topics {
-                if let Err(err) = consumer.fetch_metadata(Some(topic.as_str()), timeout) {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Err(err) = consumer.fetch_metadata(Some(topic.as_str()), left) {
                     debug!(%err, %topic, "leader lookup before assignment failed");
                 }
             }
             consumer
         });
-        lookup.await.expect("leader lookup does not panic")
+        // Fails only when the runtime is stopping.
+        lookup.await.map_err(|_| Error::ShuttingDown)
     }
 
     fn start<C: ConsumerContext + 'static>(

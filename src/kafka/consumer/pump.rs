@@ -88,7 +88,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
         // Set while records wait for room in the buffer and nothing is paused yet.
         let mut stalled_at: Option<tokio::time::Instant> = None;
         // Records of one turn cross to the subscription as one batch.
-        let most = BURST.min(records.capacity());
+        let most = BURST.min(records.batch_limit());
         let failure = {
             // Made once: a fresh wait per record registers and drops a waiter each
             // time, which profiles showed as a sixth of the pump's work; so does

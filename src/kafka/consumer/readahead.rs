@@ -4,7 +4,9 @@
 //! two tasks wake each other once per batch rather than once per record: a
 //! per-record channel kept a full pump and its stream waking each other for every
 //! record. The bound counts records: a batch goes in only when all its records fit,
-//! and they stop counting when the subscription takes the batch out.
+//! and they stop counting when the subscription has taken the last of them. A batch
+//! is at most half the bound, so the pump fills one while the stream empties the
+//! other.
 
 use super::subscription::Delivery;
 use crate::kafka::Error;
@@ -29,6 +31,7 @@ pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
             batches: received,
             room,
             in_hand: Vec::new().into_iter(),
+            held: 0,
         },
     )
 }
@@ -59,9 +62,9 @@ impl Room<'_> {
 }
 
 impl Writer {
-    /// The most records a batch may have.
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// The most records a batch may have: half the bound, at least 1.
+    pub fn batch_limit(&self) -> usize {
+        (self.capacity / 2).max(1)
     }
 
     /// Sends `batch` if all of it fits now.
@@ -77,9 +80,9 @@ impl Writer {
         }
     }
 
-    /// Waits for room for `n` records (at most the capacity, at least 1).
+    /// Waits for room for `n` records (at most the batch limit, at least 1).
     pub async fn reserve(&self, n: usize) -> Room<'_> {
-        let n = n.clamp(1, self.capacity);
+        let n = n.clamp(1, self.batch_limit());
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         // The semaphore is never closed.
         Room(self.room.acquire_many(n).await.expect("never closed"))
@@ -115,6 +118,8 @@ pub(super) struct Reader {
     batches: mpsc::UnboundedReceiver<Result<Vec<Delivery>, Error>>,
     room: Arc<Semaphore>,
     in_hand: std::vec::IntoIter<Delivery>,
+    /// Places the batch in hand takes up, freed once all of it was taken.
+    held: usize,
 }
 
 impl Reader {
@@ -123,9 +128,12 @@ impl Reader {
             if let Some(delivery) = self.in_hand.next() {
                 return Poll::Ready(Some(Ok(delivery)));
             }
+            if self.held > 0 {
+                self.room.add_permits(std::mem::take(&mut self.held));
+            }
             match self.batches.poll_recv(cx) {
                 Poll::Ready(Some(Ok(batch))) => {
-                    self.room.add_permits(batch.len());
+                    self.held = batch.len();
                     self.in_hand = batch.into_iter();
                 }
                 Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
@@ -189,23 +197,54 @@ mod tests {
         assert_eq!(offsets(&mut reader), (10..20).collect::<Vec<_>>());
     }
 
+    fn take(reader: &mut Reader, n: usize) -> Vec<i64> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        (0..n)
+            .map(|_| match reader.poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(delivery))) => delivery.record.offset,
+                _ => panic!("a record was due"),
+            })
+            .collect()
+    }
+
     #[test]
-    fn reserved_room_takes_at_most_the_capacity_and_returns_what_it_did_not_use() {
+    fn records_count_until_the_last_of_their_batch_is_taken() {
         let (writer, mut reader) = channel(4);
-        let mut waiting: VecDeque<Delivery> = deliveries(0..6).into();
-        let room = writer.reserve(waiting.len()).now_or_never().expect("room");
-        assert_eq!(room.len(), 4);
-        assert!(writer.send_reserved(room, &mut waiting).is_ok());
-        assert_eq!(waiting.len(), 2);
-        // Full: no room until the reader takes the batch.
-        assert!(writer.reserve(2).now_or_never().is_none());
-        assert_eq!(offsets(&mut reader), vec![0, 1, 2, 3]);
+        assert!(writer.try_send(deliveries(0..2)).is_ok());
+        assert!(writer.try_send(deliveries(2..4)).is_ok());
+        // The first batch is in hand, one of its records not yet taken: still full.
+        assert_eq!(take(&mut reader, 1), vec![0]);
+        assert!(matches!(
+            writer.try_send(deliveries(4..5)),
+            Err(Refused::Full(_))
+        ));
+        // Its last record taken, it no longer counts once the reader moves on.
+        assert_eq!(take(&mut reader, 2), vec![1, 2]);
+        assert!(writer.try_send(deliveries(4..6)).is_ok());
+        assert_eq!(offsets(&mut reader), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn reserved_room_is_at_most_half_the_bound_and_returns_what_it_did_not_use() {
+        let (writer, mut reader) = channel(4);
+        assert_eq!(writer.batch_limit(), 2);
+        let mut waiting: VecDeque<Delivery> = deliveries(0..5).into();
+        for left in [3, 1] {
+            let room = writer.reserve(waiting.len()).now_or_never().expect("room");
+            assert_eq!(room.len(), 2);
+            assert!(writer.send_reserved(room, &mut waiting).is_ok());
+            assert_eq!(waiting.len(), left);
+        }
+        // Full until the reader is done with a batch.
+        assert!(writer.reserve(1).now_or_never().is_none());
+        assert_eq!(take(&mut reader, 3), vec![0, 1, 2]);
+        // Room for 2 was reserved for the 1 record left: 1 place goes back.
         let room = writer.reserve(2).now_or_never().expect("room");
         assert!(writer.send_reserved(room, &mut waiting).is_ok());
         assert!(waiting.is_empty());
-        assert_eq!(offsets(&mut reader), vec![4, 5]);
+        assert_eq!(offsets(&mut reader), vec![3, 4]);
         // All 4 places are free again.
-        assert!(writer.try_send(deliveries(6..10)).is_ok());
+        assert!(writer.try_send(deliveries(5..9)).is_ok());
     }
 
     #[test]
