@@ -228,30 +228,35 @@ async fn subscribe_throughput(
     let mut busy = vec![format!("direct {:.0} %", busy_since(m))];
     let mut waits = vec![format!("direct {:.0} ms", base.first.as_secs_f64() * 1e3)];
     let mut cpu_use = vec![format!("direct consumer {:.2} µs", direct_cpu * 1e6)];
-    for batch in [0, 1000] {
+    for (batch, shared) in [(0, false), (1000, false), (1000, true)] {
         let cpu = gateway.cpu();
         let m = machine();
         let (own, started) = (own_cpu(), Instant::now());
-        let via = subscribe_drain(channel, &topic, drain, batch).await;
+        let via = subscribe_drain(channel, &topic, drain, batch, shared).await;
         let client_cpu = own_cpu() - own;
+        let label = if shared {
+            format!("batch {batch}, shared feed")
+        } else {
+            format!("batch {batch}")
+        };
         busy.push(format!(
-            "gateway (batch {batch}) {:.0} % (load generator {:.0} % of one core)",
+            "gateway ({label}) {:.0} % (load generator {:.0} % of one core)",
             busy_since(m),
             client_cpu.as_secs_f64() * 100.0 / started.elapsed().as_secs_f64()
         ));
         waits.push(format!(
-            "gateway (batch {batch}) {:.0} ms",
+            "gateway ({label}) {:.0} ms",
             via.first.as_secs_f64() * 1e3
         ));
         cpu_use.push(format!(
-            "gRPC client (batch {batch}) {:.2} µs",
+            "gRPC client ({label}) {:.2} µs",
             client_cpu.as_secs_f64() * 1e6 / drain as f64
         ));
         let subscribe_cpu = gateway.cpu().saturating_sub(cpu).as_secs_f64() / drain as f64;
-        let events = if batch == 0 {
-            "one record per event".to_string()
-        } else {
-            format!("max_batch_records {batch}")
+        let events = match (batch, shared) {
+            (0, _) => "one record per event".to_string(),
+            (_, false) => format!("max_batch_records {batch}"),
+            (_, true) => format!("max_batch_records {batch}, from offset 0 through a shared feed"),
         };
         row(
             &format!(
@@ -784,15 +789,36 @@ async fn direct_consume(brokers: &str, topic: &str, records: usize) -> Drain {
     Drain::measure(records - 1, start, first)
 }
 
-/// One Subscribe stream reading `records` from the start of `topic`.
-async fn subscribe_drain(channel: &Channel, topic: &str, records: usize, batch: i32) -> Drain {
+/// One Subscribe stream reading `records` from the start of `topic`: from
+/// EARLIEST (a consumer of its own) or, `shared`, from offset 0 (a shared feed).
+async fn subscribe_drain(
+    channel: &Channel,
+    topic: &str,
+    records: usize,
+    batch: i32,
+    shared: bool,
+) -> Drain {
     let mut client =
         proto::subscriber_service_client::SubscriberServiceClient::new(channel.clone());
-    let request = proto::SubscribeRequest {
-        topics: vec![topic.into()],
-        start: proto::StartPosition::Earliest as i32,
-        max_batch_records: batch,
-        ..Default::default()
+    let request = if shared {
+        proto::SubscribeRequest {
+            topics: vec![topic.into()],
+            start: proto::StartPosition::Offset as i32,
+            start_offsets: vec![proto::PartitionOffset {
+                topic: topic.into(),
+                partition: 0,
+                offset: 0,
+            }],
+            max_batch_records: batch,
+            ..Default::default()
+        }
+    } else {
+        proto::SubscribeRequest {
+            topics: vec![topic.into()],
+            start: proto::StartPosition::Earliest as i32,
+            max_batch_records: batch,
+            ..Default::default()
+        }
     };
     let start = Instant::now();
     let mut stream = client

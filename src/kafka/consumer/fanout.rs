@@ -11,12 +11,13 @@
 
 use super::{
     feed::{poll_cursors, Cursor, Feed},
-    pump::{stream_error, teardown, to_record},
+    pump::{stream_error, teardown, to_record, BURST},
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},
     kafka::{metadata::OffsetLookup, Error, KafkaSettings},
 };
+use futures::{FutureExt, StreamExt};
 use rdkafka::{
     consumer::{Consumer, DefaultConsumerContext, StreamConsumer},
     Message, Offset, TopicPartitionList,
@@ -259,6 +260,7 @@ async fn run(shared: Arc<Shared>) {
     let mut changed = true;
     // Made once, as in the pump: a fresh wait per record takes a lock each time.
     let stopping = shared.shutdown.cancelled();
+    let mut messages = consumer.stream();
     tokio::pin!(stopping);
     loop {
         if changed {
@@ -279,39 +281,55 @@ async fn run(shared: Arc<Shared>) {
                 break;
             }
             _ = shared.wake.notified() => changed = true,
-            next = consumer.recv() => match next {
-                Ok(message) => {
-                    if let Some(feed) = routed(&assigned, message.topic(), message.partition()) {
-                        if feed.push(to_record(&message, feed.topic.clone())) {
-                            pause(&consumer, feed);
-                            paused.push(feed.clone());
+            next = messages.next() => {
+                // Records librdkafka already holds are appended in the same turn.
+                let mut next = next;
+                let mut taken = 0;
+                let mut failure = None;
+                while let Some(item) = next.take() {
+                    match item {
+                        Ok(message) => {
+                            if let Some(feed) = routed(&assigned, message.topic(), message.partition()) {
+                                if feed.push(to_record(&message, feed.topic.clone())) {
+                                    pause(&consumer, feed);
+                                    paused.push(feed.clone());
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            failure = Some(err);
+                            break;
                         }
                     }
+                    taken += 1;
+                    if taken < BURST {
+                        next = messages.next().now_or_never().flatten();
+                    }
                 }
-                Err(err) => {
-                    let topics: Vec<TopicName> = assigned.keys().map(|t| TopicName::trusted(t)).collect();
-                    match stream_error(&err, &topics) {
-                        Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
-                        // librdkafka does not say which partition lost its
-                        // position: the feeds behind their partition's start did.
-                        Error::PositionLost(msg) => {
-                            let all: Vec<Arc<Feed>> = assigned.values().flat_map(HashMap::values).cloned().collect();
-                            let lost = behind_start(&shared.offsets, &all).await;
-                            let lost = if lost.is_empty() { all } else { lost };
-                            drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
-                            changed = true;
-                        }
-                        // Nor which one another fatal error is about: end the streams
-                        // of every feed, which new subscriptions restart.
-                        fatal => {
-                            fail_all(&shared, &assigned, fatal);
-                            changed = true;
-                        }
+                let Some(err) = failure else { continue };
+                let topics: Vec<TopicName> = assigned.keys().map(|t| TopicName::trusted(t)).collect();
+                match stream_error(&err, &topics) {
+                    Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
+                    // librdkafka does not say which partition lost its
+                    // position: the feeds behind their partition's start did.
+                    Error::PositionLost(msg) => {
+                        let all: Vec<Arc<Feed>> = assigned.values().flat_map(HashMap::values).cloned().collect();
+                        let lost = behind_start(&shared.offsets, &all).await;
+                        let lost = if lost.is_empty() { all } else { lost };
+                        drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
+                        changed = true;
+                    }
+                    // Nor which one another fatal error is about: end the streams
+                    // of every feed, which new subscriptions restart.
+                    fatal => {
+                        fail_all(&shared, &assigned, fatal);
+                        changed = true;
                     }
                 }
             }
         }
     }
+    drop(messages);
     // `running` was cleared where the loop ended, under the lock a new stream takes:
     // clearing it here could hide a consumer task started meanwhile.
     teardown(consumer, None).await;

@@ -36,7 +36,7 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
 /// Records moved in one turn of the pump at most, so that commits, shutdown and a
 /// client that left are still seen promptly.
-const BURST: usize = 256;
+pub(super) const BURST: usize = 256;
 
 /// When a consumer close has taken this long, say so in the log.
 const SLOW_CLOSE: Duration = Duration::from_secs(15);
