@@ -19,7 +19,10 @@ use crate::{
 };
 use futures::{FutureExt, StreamExt};
 use rdkafka::{
-    consumer::{Consumer, DefaultConsumerContext, StreamConsumer},
+    consumer::{
+        stream_consumer::StreamPartitionQueue, Consumer as _, DefaultConsumerContext,
+        StreamConsumer,
+    },
     Message, Offset, TopicPartitionList,
 };
 use std::{
@@ -27,7 +30,7 @@ use std::{
     sync::{Arc, Mutex},
     task::{Context, Poll},
 };
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
@@ -72,16 +75,6 @@ impl State {
             .get(&(feed.topic.clone(), feed.partition))
             .is_some_and(|joined| Arc::ptr_eq(&joined.feed, feed))
     }
-}
-
-/// What the shared consumer is assigned, by topic then partition, for routing.
-type Assigned = HashMap<String, HashMap<i32, Arc<Feed>>>;
-
-/// The feed a record of `topic`/`partition` goes to.
-fn routed<'a>(assigned: &'a Assigned, topic: &str, partition: i32) -> Option<&'a Arc<Feed>> {
-    assigned
-        .get(topic)
-        .and_then(|partitions| partitions.get(&partition))
 }
 
 impl FanOut {
@@ -139,7 +132,7 @@ impl FanOut {
                     *partition,
                     *start,
                     shared.settings.fanout_buffer_bytes,
-                    shared.wake.clone(),
+                    Arc::new(Notify::new()),
                 )),
             };
             match feed.cursor(*start) {
@@ -231,18 +224,18 @@ impl Drop for FeedReader {
     }
 }
 
-/// The shared consumer's task: keeps its assignment equal to the feeds wanted and
-/// appends what it reads to them, pausing partitions whose feeds are full, until
-/// no feed is left or the gateway stops.
+/// The shared consumer's task: keeps its assignment equal to the feeds wanted, with
+/// a reader task per partition (see [`read_partition`]), and serves the consumer's
+/// own queue, until no feed is left or the gateway stops.
 async fn run(shared: Arc<Shared>) {
-    let consumer: StreamConsumer<DefaultConsumerContext> = match shared
+    let consumer: Consumer = match shared
         .settings
         // Feeds start at explicit offsets; if retention deletes records under a
         // feed, its streams fail rather than silently jump.
         .consumer(None, "error")
         .create()
     {
-        Ok(consumer) => consumer,
+        Ok(consumer) => Arc::new(consumer),
         Err(err) => {
             let err = Error::client("consumer", err);
             let mut state = shared.lock();
@@ -253,25 +246,20 @@ async fn run(shared: Arc<Shared>) {
             return;
         }
     };
-    let mut assigned = Assigned::new();
-    // Feeds whose partitions are paused because they are full.
-    let mut paused: Vec<Arc<Feed>> = Vec::new();
+    let mut readers = Readers::new();
     // Set when the feeds wanted may have changed.
     let mut changed = true;
     // Made once, as in the pump: a fresh wait per record takes a lock each time.
     let stopping = shared.shutdown.cancelled();
-    let mut messages = consumer.stream();
+    // What no partition queue takes: errors about no one partition, and records
+    // fetched before their partition got its own queue.
+    let mut events = consumer.stream();
     tokio::pin!(stopping);
     loop {
         if changed {
-            resume_with_room(&consumer, &mut paused);
-            if !reconcile(&shared, &consumer, &mut assigned) {
+            if !reconcile(&shared, &consumer, &mut readers).await {
                 break;
             }
-            paused.retain(|feed| {
-                routed(&assigned, feed.topic.as_str(), feed.partition)
-                    .is_some_and(|current| Arc::ptr_eq(current, feed))
-            });
             changed = false;
         }
         tokio::select! {
@@ -281,110 +269,223 @@ async fn run(shared: Arc<Shared>) {
                 break;
             }
             _ = shared.wake.notified() => changed = true,
-            next = messages.next() => {
+            Some(next) = events.next() => match next {
+                Ok(message) => {
+                    let key = (TopicName::trusted(message.topic()), message.partition());
+                    if let Some(reader) = readers.get(&key) {
+                        // Full or not, the record is kept: the partition's own
+                        // queue is held back until the feed has room.
+                        reader.feed.push(to_record(&message, key.0.clone()));
+                    }
+                }
+                Err(err) => {
+                    let topics: Vec<TopicName> = readers.keys().map(|(t, _)| t.clone()).collect();
+                    match stream_error(&err, &topics) {
+                        Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
+                        // Partitions report a lost position on their own queues; if
+                        // one comes here, the feeds behind their partition's start
+                        // lost theirs.
+                        Error::PositionLost(msg) => {
+                            let all: Vec<Arc<Feed>> = readers.values().map(|r| r.feed.clone()).collect();
+                            let lost = behind_start(&shared.offsets, &all).await;
+                            let lost = if lost.is_empty() { all } else { lost };
+                            drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
+                            changed = true;
+                        }
+                        // An error about no one partition: end the streams of every
+                        // feed, which new subscriptions restart.
+                        fatal => {
+                            drop_feeds(&shared, readers.values().map(|r| &r.feed), &fatal);
+                            changed = true;
+                        }
+                    }
+                }
+            },
+        }
+    }
+    drop(events);
+    // `running` was cleared where the loop ended, under the lock a new stream takes:
+    // clearing it here could hide a consumer task started meanwhile.
+    // The partition queues hold the consumer; it is destroyed after the last.
+    stop_readers(readers.into_values()).await;
+    match Arc::try_unwrap(consumer) {
+        Ok(consumer) => teardown(consumer, None).await,
+        Err(_) => warn!("the shared consumer is still referenced; it closes on the runtime"),
+    }
+}
+
+type Consumer = Arc<StreamConsumer<DefaultConsumerContext>>;
+
+/// A partition the shared consumer is assigned, and its reader task.
+struct Reader {
+    feed: Arc<Feed>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Stops reader tasks and waits until they are done with their queues.
+async fn stop_readers(readers: impl IntoIterator<Item = Reader>) {
+    let tasks: Vec<JoinHandle<()>> = readers
+        .into_iter()
+        .map(|reader| {
+            reader.stop.cancel();
+            reader.task
+        })
+        .collect();
+    for task in tasks {
+        if let Err(err) = task.await {
+            warn!(%err, "a shared feed's reader panicked");
+        }
+    }
+}
+
+type Readers = HashMap<Key, Reader>;
+
+/// Moves records from one partition's own queue into its feed. While the feed is
+/// full it stops taking them: librdkafka then holds what it fetched and stops
+/// fetching the partition once its read-ahead is full, and the other partitions go
+/// on. (Pausing the partition instead made librdkafka drop what it had fetched and
+/// fetch it again, sometimes a second later.)
+async fn read_partition(
+    shared: Arc<Shared>,
+    queue: StreamPartitionQueue<DefaultConsumerContext>,
+    feed: Arc<Feed>,
+    stop: CancellationToken,
+) {
+    let room = feed.room();
+    let mut messages = queue.stream();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    let topics = [feed.topic.clone()];
+    loop {
+        if feed.paused() {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => return,
+                _ = room.notified() => continue,
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stopped => return,
+            Some(next) = messages.next() => {
                 // Records librdkafka already holds are appended in the same turn.
-                let mut next = next;
+                let mut next = Some(next);
                 let mut taken = 0;
-                let mut failure = None;
                 while let Some(item) = next.take() {
                     match item {
                         Ok(message) => {
-                            if let Some(feed) = routed(&assigned, message.topic(), message.partition()) {
-                                if feed.push(to_record(&message, feed.topic.clone())) {
-                                    pause(&consumer, feed);
-                                    paused.push(feed.clone());
-                                }
+                            if feed.push(to_record(&message, feed.topic.clone())) {
+                                break;
                             }
                         }
-                        Err(err) => {
-                            failure = Some(err);
-                            break;
-                        }
+                        Err(err) => match stream_error(&err, &topics) {
+                            Error::Unavailable(msg) => {
+                                warn!(%msg, topic = %feed.topic, partition = feed.partition, "shared consumer error, retrying");
+                                break;
+                            }
+                            // A lost position or another error of this partition ends
+                            // its feed only.
+                            fatal => {
+                                drop_feeds(&shared, std::iter::once(&feed), &fatal);
+                                return;
+                            }
+                        },
                     }
                     taken += 1;
                     if taken < BURST {
                         next = messages.next().now_or_never().flatten();
                     }
                 }
-                let Some(err) = failure else { continue };
-                let topics: Vec<TopicName> = assigned.keys().map(|t| TopicName::trusted(t)).collect();
-                match stream_error(&err, &topics) {
-                    Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
-                    // librdkafka does not say which partition lost its
-                    // position: the feeds behind their partition's start did.
-                    Error::PositionLost(msg) => {
-                        let all: Vec<Arc<Feed>> = assigned.values().flat_map(HashMap::values).cloned().collect();
-                        let lost = behind_start(&shared.offsets, &all).await;
-                        let lost = if lost.is_empty() { all } else { lost };
-                        drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
-                        changed = true;
-                    }
-                    // Nor which one another fatal error is about: end the streams
-                    // of every feed, which new subscriptions restart.
-                    fatal => {
-                        fail_all(&shared, &assigned, fatal);
-                        changed = true;
-                    }
-                }
             }
         }
     }
-    drop(messages);
-    // `running` was cleared where the loop ended, under the lock a new stream takes:
-    // clearing it here could hide a consumer task started meanwhile.
-    teardown(consumer, None).await;
 }
 
-/// Brings the consumer's assignment in line with the feeds wanted. Returns `false`
-/// when no feed is left, after marking the consumer stopped (under the same lock a
-/// new stream takes, so it then starts another).
-fn reconcile(
-    shared: &Shared,
-    consumer: &StreamConsumer<DefaultConsumerContext>,
-    assigned: &mut Assigned,
-) -> bool {
-    let mut state = shared.lock();
-    let mut gone = TopicPartitionList::new();
-    for (topic, partitions) in assigned.iter_mut() {
-        partitions.retain(|partition, feed| {
-            let wanted = state.holds(feed);
-            if !wanted {
-                gone.add_partition(topic, *partition);
-            }
-            wanted
-        });
-    }
-    assigned.retain(|_, partitions| !partitions.is_empty());
-    if state.feeds.is_empty() {
-        state.running = false;
+/// Brings the consumer's assignment in line with the feeds wanted: partitions no
+/// feed wants are unassigned and their readers stopped; new ones get their own
+/// queue and a reader, then are assigned. Returns `false` when no feed is left,
+/// after marking the consumer stopped (under the same lock a new stream takes, so
+/// it then starts another).
+async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Readers) -> bool {
+    let (gone, wanted): (Vec<Reader>, Option<Vec<Arc<Feed>>>) = {
+        let mut state = shared.lock();
+        let gone_keys: Vec<Key> = readers
+            .iter()
+            .filter(|(_, reader)| !state.holds(&reader.feed))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let gone = gone_keys
+            .iter()
+            .filter_map(|key| readers.remove(key))
+            .collect();
+        let wanted = if state.feeds.is_empty() {
+            state.running = false;
+            None
+        } else {
+            Some(
+                state
+                    .feeds
+                    .iter()
+                    .filter(|(key, _)| !readers.contains_key(*key))
+                    .map(|(_, joined)| joined.feed.clone())
+                    .collect(),
+            )
+        };
+        (gone, wanted)
+    };
+    let Some(wanted) = wanted else {
+        stop_readers(gone).await;
         return false;
+    };
+    if !gone.is_empty() {
+        let mut list = TopicPartitionList::new();
+        for reader in &gone {
+            list.add_partition(reader.feed.topic.as_str(), reader.feed.partition);
+        }
+        if let Err(err) = consumer.incremental_unassign(&list) {
+            debug!(%err, "unassigning partitions nobody reads");
+        }
+        // A partition wanted again at once gets a new queue on the same librdkafka
+        // queue, which the old one must be done with first.
+        stop_readers(gone).await;
     }
     let mut new = TopicPartitionList::new();
     let mut added = Vec::new();
-    for joined in state.feeds.values() {
-        let feed = &joined.feed;
-        let slot = assigned.entry(feed.topic.to_string()).or_default();
-        if let std::collections::hash_map::Entry::Vacant(slot) = slot.entry(feed.partition) {
-            slot.insert(feed.clone());
-            if let Err(err) = new.add_partition_offset(
-                feed.topic.as_str(),
-                feed.partition,
-                Offset::Offset(feed.next_offset()),
-            ) {
-                feed.fail(Error::Other(err.to_string()));
-            }
-            added.push(feed.clone());
+    for feed in wanted {
+        // Split before the assignment, so no record of it reaches the shared queue.
+        let Some(queue) = consumer.split_partition_queue(feed.topic.as_str(), feed.partition)
+        else {
+            feed.fail(Error::Other(format!(
+                "no queue for {}/{}",
+                feed.topic, feed.partition
+            )));
+            continue;
+        };
+        if let Err(err) = new.add_partition_offset(
+            feed.topic.as_str(),
+            feed.partition,
+            Offset::Offset(feed.next_offset()),
+        ) {
+            feed.fail(Error::Other(err.to_string()));
+            continue;
         }
-    }
-    drop(state);
-    if gone.count() > 0 {
-        // A partition assigned again later must not start paused.
-        if let Err(err) = consumer.resume(&gone) {
-            debug!(%err, "resuming partitions nobody reads");
-        }
-        if let Err(err) = consumer.incremental_unassign(&gone) {
-            debug!(%err, "unassigning partitions nobody reads");
-        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(read_partition(
+            shared.clone(),
+            queue,
+            feed.clone(),
+            stop.clone(),
+        ));
+        readers.insert(
+            (feed.topic.clone(), feed.partition),
+            Reader {
+                feed: feed.clone(),
+                stop,
+                task,
+            },
+        );
+        added.push(feed);
     }
     if new.count() > 0 {
         if let Err(err) = consumer.incremental_assign(&new) {
@@ -392,34 +493,6 @@ fn reconcile(
         }
     }
     true
-}
-
-fn pause(consumer: &StreamConsumer<DefaultConsumerContext>, feed: &Feed) {
-    let mut one = TopicPartitionList::with_capacity(1);
-    one.add_partition(feed.topic.as_str(), feed.partition);
-    if let Err(err) = consumer.pause(&one) {
-        warn!(%err, topic = %feed.topic, partition = feed.partition, "cannot pause a full feed");
-    }
-}
-
-/// Resumes the partitions whose feeds have room again (or are gone).
-fn resume_with_room(
-    consumer: &StreamConsumer<DefaultConsumerContext>,
-    paused: &mut Vec<Arc<Feed>>,
-) {
-    let mut ready = TopicPartitionList::new();
-    paused.retain(|feed| {
-        let still = feed.paused();
-        if !still {
-            ready.add_partition(feed.topic.as_str(), feed.partition);
-        }
-        still
-    });
-    if ready.count() > 0 {
-        if let Err(err) = consumer.resume(&ready) {
-            debug!(%err, "resuming feeds with room");
-        }
-    }
 }
 
 /// The feeds whose next offset retention has deleted (below the partition's
@@ -441,12 +514,6 @@ async fn behind_start(offsets: &OffsetLookup, feeds: &[Arc<Feed>]) -> Vec<Arc<Fe
             Vec::new()
         }
     }
-}
-
-/// Ends every feed's streams with `error` and drops the feeds, so that later
-/// subscriptions start afresh.
-fn fail_all(shared: &Shared, assigned: &Assigned, error: Error) {
-    drop_feeds(shared, assigned.values().flat_map(HashMap::values), &error);
 }
 
 /// Ends the streams of `feeds` with `error` and forgets the feeds: new streams of

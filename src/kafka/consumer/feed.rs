@@ -6,8 +6,8 @@
 //! that falls further behind than the ring reaches has lost records it must not
 //! skip, so it ends with an error telling where to resume, and the others go on.
 //! Records the fastest stream has not read yet are never dropped: when they take
-//! half the budget, the feed asks its consumer to pause the partition, and to
-//! resume once the fastest stream has read most of them.
+//! half the budget, the feed is full and its reader stops taking records from
+//! Kafka until the fastest stream has read most of them.
 
 use crate::{
     domain::{ConsumedRecord, TopicName},
@@ -29,7 +29,7 @@ pub(super) struct Feed {
     pub topic: TopicName,
     pub partition: i32,
     budget: usize,
-    /// Tells the consumer that a paused feed has room again.
+    /// Tells the feed's reader that a full feed has room again.
     room: Arc<Notify>,
     ring: Mutex<Ring>,
 }
@@ -43,7 +43,7 @@ struct Ring {
     read_seq: u64,
     /// Bytes of the records from `read_seq` on.
     unread_bytes: usize,
-    /// The consumer was asked to pause this partition.
+    /// Full: the reader takes no more records until the fastest stream caught up.
     paused: bool,
     /// The offset the feed reads next: the start, then one past the last record.
     /// Anything older that arrives (a fetch from before an assignment change) is a
@@ -72,7 +72,7 @@ pub(super) enum Next {
 
 impl Feed {
     /// A feed whose consumer starts reading the partition at `start`, keeping about
-    /// `budget` bytes of records; `room` is notified when a paused feed may resume.
+    /// `budget` bytes of records; `room` is notified when a full feed has room.
     pub fn new(
         topic: TopicName,
         partition: i32,
@@ -136,14 +136,19 @@ impl Feed {
         self.lock().next_offset
     }
 
-    /// Whether the consumer should keep this partition paused.
+    /// What is notified when a full feed has room again.
+    pub fn room(&self) -> Arc<Notify> {
+        self.room.clone()
+    }
+
+    /// Whether the feed is full: its reader should wait for [`Feed::room`].
     pub fn paused(&self) -> bool {
         self.lock().paused
     }
 
     /// Appends a record the consumer read and wakes the streams waiting for one.
-    /// Returns `true` when the feed is full: the consumer should pause the
-    /// partition until [`Feed::paused`] turns false.
+    /// Returns `true` when the feed is full: its reader should take no more until
+    /// [`Feed::paused`] turns false.
     pub fn push(&self, record: ConsumedRecord) -> bool {
         let (wake, pause) = {
             let mut ring = self.lock();
@@ -213,7 +218,7 @@ impl Feed {
     }
 
     /// A stream reached `seq`: if it is now the fastest, what it passed may go,
-    /// and a paused feed may resume.
+    /// and a full feed may take records again.
     fn advance(&self, ring: &mut Ring, seq: u64) {
         if seq <= ring.read_seq {
             return;
