@@ -6,8 +6,9 @@
 //! start offset (a new feed starts where the first stream asked); otherwise it gets
 //! a consumer of its own, as do EARLIEST and group subscriptions. One consumer
 //! serves every feed: a task reconciles its assignment with the feeds wanted
-//! (incremental assign and unassign) and appends what it reads. It stops when the
-//! last feed goes and starts again with the next.
+//! (incremental assign and unassign), and each assigned partition has its own
+//! librdkafka queue, drained into its feed by a reader task of its own. It stops
+//! when the last feed goes and starts again with the next.
 
 use super::{
     feed::{poll_cursors, Cursor, Feed},
