@@ -98,9 +98,28 @@ impl KafkaSettings {
         config
     }
 
+    /// Settings of the consumer behind shared feeds. Each of its partitions has its
+    /// own queue, and librdkafka's read-ahead bound then applies per partition: it
+    /// is held to half a feed's budget (librdkafka may exceed it by one fetch).
+    pub fn feed_consumer(&self) -> ClientConfig {
+        let read_ahead_kib = (self.fanout_buffer_bytes / 2048).max(1);
+        self.consumer_reading_ahead(None, "error", read_ahead_kib)
+    }
+
     /// Settings of a consumer: in `group` when given, else a plain partition reader.
     /// `reset` is `auto.offset.reset`.
     pub fn consumer(&self, group: Option<&str>, reset: &str) -> ClientConfig {
+        // librdkafka prefetches up to 64 MiB per consumer by default; one consumer
+        // per stream makes that a per-stream cost, so keep the read-ahead small.
+        self.consumer_reading_ahead(group, reset, 8192)
+    }
+
+    fn consumer_reading_ahead(
+        &self,
+        group: Option<&str>,
+        reset: &str,
+        read_ahead_kib: usize,
+    ) -> ClientConfig {
         let mut config = self.common();
         config
             // The gateway commits itself, only what it handed to a stream.
@@ -108,9 +127,7 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", reset)
-            // librdkafka prefetches up to 64 MiB per consumer by default; one consumer
-            // per stream makes that a per-stream cost, so keep the read-ahead small.
-            .set("queued.max.messages.kbytes", "8192")
+            .set("queued.max.messages.kbytes", read_ahead_kib.to_string())
             .set("queued.min.messages", "10000")
             // With the read-ahead this small, one fetch can fill it, and librdkafka
             // then waits this long before fetching again (1 s by default: a stream

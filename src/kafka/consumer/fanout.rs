@@ -49,7 +49,7 @@ struct Shared {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     state: Mutex<State>,
-    /// Wakes the consumer task: the feeds wanted changed, or a paused feed has room.
+    /// Wakes the consumer task: the feeds wanted changed.
     wake: Arc<Notify>,
 }
 
@@ -233,7 +233,7 @@ async fn run(shared: Arc<Shared>) {
         .settings
         // Feeds start at explicit offsets; if retention deletes records under a
         // feed, its streams fail rather than silently jump.
-        .consumer(None, "error")
+        .feed_consumer()
         .create()
     {
         Ok(consumer) => Arc::new(consumer),
@@ -252,8 +252,7 @@ async fn run(shared: Arc<Shared>) {
     let mut changed = true;
     // Made once, as in the pump: a fresh wait per record takes a lock each time.
     let stopping = shared.shutdown.cancelled();
-    // What no partition queue takes: errors about no one partition, and records
-    // fetched before their partition got its own queue.
+    // What no partition queue takes: errors about no one partition.
     let mut events = consumer.stream();
     tokio::pin!(stopping);
     loop {
@@ -271,13 +270,10 @@ async fn run(shared: Arc<Shared>) {
             }
             _ = shared.wake.notified() => changed = true,
             Some(next) = events.next() => match next {
+                // Every partition's queue is split off before it is assigned, so
+                // no record comes here; one that did would race its reader.
                 Ok(message) => {
-                    let key = (TopicName::trusted(message.topic()), message.partition());
-                    if let Some(reader) = readers.get(&key) {
-                        // Full or not, the record is kept: the partition's own
-                        // queue is held back until the feed has room.
-                        reader.feed.push(to_record(&message, key.0.clone()));
-                    }
+                    warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), "a shared feed's record on the consumer's own queue, dropped");
                 }
                 Err(err) => {
                     let topics: Vec<TopicName> = readers.keys().map(|(t, _)| t.clone()).collect();
@@ -353,6 +349,13 @@ async fn read_partition(
     feed: Arc<Feed>,
     stop: CancellationToken,
 ) {
+    // A reader that ends other than by its stop (a panic) ends its feed's streams
+    // rather than leave them waiting.
+    let mut guard = EndsFeed {
+        shared: &shared,
+        feed: &feed,
+        armed: true,
+    };
     let room = feed.room();
     let mut messages = queue.stream();
     let stopped = stop.cancelled();
@@ -362,13 +365,13 @@ async fn read_partition(
         if feed.paused() {
             tokio::select! {
                 biased;
-                _ = &mut stopped => return,
+                _ = &mut stopped => break,
                 _ = room.notified() => continue,
             }
         }
         tokio::select! {
             biased;
-            _ = &mut stopped => return,
+            _ = &mut stopped => break,
             Some(next) = messages.next() => {
                 // Records librdkafka already holds are appended in the same turn.
                 let mut next = Some(next);
@@ -388,6 +391,7 @@ async fn read_partition(
                             // A lost position or another error of this partition ends
                             // its feed only.
                             fatal => {
+                                guard.armed = false;
                                 drop_feeds(&shared, std::iter::once(&feed), &fatal);
                                 return;
                             }
@@ -399,6 +403,33 @@ async fn read_partition(
                     }
                 }
             }
+        }
+    }
+    guard.armed = false;
+    // Stopped, after the partition was unassigned: librdkafka does not empty a
+    // queue nobody reads, and the next reader of this partition would get what is
+    // left (errors included) before its own records.
+    while messages.next().now_or_never().flatten().is_some() {}
+}
+
+/// Ends a feed's streams when its reader stops unexpectedly.
+struct EndsFeed<'a> {
+    shared: &'a Arc<Shared>,
+    feed: &'a Arc<Feed>,
+    armed: bool,
+}
+
+impl Drop for EndsFeed<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            drop_feeds(
+                self.shared,
+                std::iter::once(self.feed),
+                &Error::Other(format!(
+                    "the reader of {}/{} stopped",
+                    self.feed.topic, self.feed.partition
+                )),
+            );
         }
     }
 }

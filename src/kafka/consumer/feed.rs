@@ -338,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn unread_records_stay_and_pause_the_partition_until_read() {
+    fn unread_records_stay_and_fill_the_feed_until_read() {
         let (feed, _) = feed();
         let mut only = feed.cursor(0).unwrap();
         feed.claim(&only);
