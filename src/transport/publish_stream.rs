@@ -24,6 +24,10 @@ pub struct StreamLimits {
 
 type Answer = Result<proto::PublishStreamResponse, Status>;
 
+/// Requests taken in one turn at most, so answers and shutdown are still seen
+/// promptly.
+const READ_BURST: usize = 256;
+
 /// How long a stream waits before offering a record to a full producer queue again.
 const QUEUE_FULL_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -51,7 +55,7 @@ pub async fn run(
     let stopping = shutdown.cancelled();
     let gone = answers.closed();
     tokio::pin!(stopping, gone);
-    let ended = loop {
+    let ended = 'reading: loop {
         tokio::select! {
             biased;
             _ = &mut stopping => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
@@ -68,8 +72,20 @@ pub async fn run(
                     }
                 }
             }
-            next = requests.message(), if in_flight.len() < limits.max_in_flight => match next {
-                Ok(Some(request)) => {
+            next = requests.message(), if in_flight.len() < limits.max_in_flight => {
+                // Requests already received are taken in the same turn, up to the
+                // in-flight bound: a turn of the select per record showed in profiles.
+                let mut next = Some(next);
+                let mut taken = 0;
+                while let Some(item) = next.take() {
+                    let request = match item {
+                        Ok(Some(request)) => request,
+                        Ok(None) => break 'reading None,
+                        // A request that cannot be decoded (too large, malformed) ends
+                        // the stream with its status, after the records in flight are
+                        // answered; a cancelled client makes the sends fail, and we stop.
+                        Err(status) => break 'reading Some(status),
+                    };
                     let correlation_id = request.correlation_id.clone();
                     let topic = default_topic.get_or_insert_with(|| topic_of(&request.topic)).clone();
                     let position = index;
@@ -80,7 +96,7 @@ pub async fn run(
                             Status::invalid_argument(format!("request {position} has no record"))
                         })?;
                         let record = convert::record(position, record, limits.max_message_bytes).map_err(Error::from)?;
-                                                enqueue_in_order(&producer, &topic, &record, &shutdown).await
+                        enqueue_in_order(&producer, &topic, &record, &shutdown).await
                     };
                     match accepted.await {
                         Ok(delivery) => {
@@ -100,12 +116,11 @@ pub async fn run(
                             }
                         }
                     }
+                    taken += 1;
+                    if taken < READ_BURST && in_flight.len() < limits.max_in_flight {
+                        next = requests.message().now_or_never();
+                    }
                 }
-                Ok(None) => break None,
-                                // A request that cannot be decoded (too large, malformed) ends the
-                // stream with its status, after the records in flight are
-                // answered; a cancelled client makes the sends fail, and we stop.
-                Err(status) => break Some(status),
             }
         }
     };
