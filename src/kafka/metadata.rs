@@ -8,7 +8,6 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     metadata::Metadata,
-    producer::FutureProducer,
     Offset, TopicPartitionList,
 };
 use std::{
@@ -42,16 +41,6 @@ pub struct TopicLookup {
 }
 
 impl TopicLookup {
-    /// Lookups through the producer's own client, so a broker that creates topics
-    /// on first use does so, as it would for any Kafka producer.
-    pub fn through_producer(producer: FutureProducer, timeout: Duration) -> TopicLookup {
-        use rdkafka::producer::Producer;
-        TopicLookup::new(
-            Arc::new(move |topic, t| producer.client().fetch_metadata(Some(topic), t)),
-            timeout,
-        )
-    }
-
     /// Lookups through a consumer, which never creates topics.
     pub fn through_consumer(consumer: Arc<BaseConsumer>, timeout: Duration) -> TopicLookup {
         TopicLookup::new(
@@ -60,7 +49,8 @@ impl TopicLookup {
         )
     }
 
-    fn new(fetch: Arc<FetchMetadata>, timeout: Duration) -> TopicLookup {
+    /// Lookups through `fetch`.
+    pub(super) fn new(fetch: Arc<FetchMetadata>, timeout: Duration) -> TopicLookup {
         TopicLookup {
             fetch,
             timeout,

@@ -1,20 +1,103 @@
 //! The one producer of the process. Every Publish shares it, so records from many
 //! requests are batched together and the broker sees one idempotent producer.
+//!
+//! Each record's acknowledgement is routed by librdkafka's delivery callback, on
+//! the producer's polling thread, either to a future (one record) or to a
+//! [`Deliveries`] collector that a PublishStream drains in batches, which spares a
+//! channel, a future and a wakeup per record.
 
 use super::record_timestamp;
 use super::{metadata::TopicLookup, Error, KafkaSettings};
 use crate::domain::{Delivered, OutgoingRecord, TopicName};
-use futures::future::join_all;
+use futures::{channel::oneshot, task::AtomicWaker};
 use rdkafka::{
+    client::ClientContext,
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer},
+    message::{Header, Message, OwnedHeaders},
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+/// A record's acknowledgement, or why it failed.
+pub type Outcome = Result<Delivered, Error>;
+
+/// Where librdkafka's answer for one record goes.
+enum Target {
+    /// The future [`ProducerManager::enqueue`] returned.
+    Future(oneshot::Sender<Outcome>),
+    /// A collector, under the caller's tag.
+    Collect(Arc<Deliveries>, u64),
+}
+
+/// Collects the acknowledgements of many records as they come, for one reader.
+#[derive(Default)]
+pub struct Deliveries {
+    ready: Mutex<Vec<(u64, Outcome)>>,
+    waker: AtomicWaker,
+}
+
+impl Deliveries {
+    fn push(&self, tag: u64, outcome: Outcome) {
+        self.ready
+            .lock()
+            .expect("deliveries lock")
+            .push((tag, outcome));
+        self.waker.wake();
+    }
+
+    /// Every acknowledgement that came since the last call, with the tags the
+    /// records were sent with; pending (and woken later) while there is none.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Vec<(u64, Outcome)>> {
+        self.waker.register(cx.waker());
+        let mut ready = self.ready.lock().expect("deliveries lock");
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(std::mem::take(&mut *ready))
+        }
+    }
+
+    /// [`Deliveries::poll_ready`] as a future.
+    pub async fn ready(&self) -> Vec<(u64, Outcome)> {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+}
+
+/// Routes each delivery report to its record's [`Target`].
+struct Router;
+
+impl ClientContext for Router {}
+
+impl ProducerContext for Router {
+    type DeliveryOpaque = Box<Target>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, target: Box<Target>) {
+        let outcome = match result {
+            Ok(message) => Ok(Delivered {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp: record_timestamp(message.timestamp()),
+            }),
+            Err((err, message)) => Err(delivery_error(err, message.topic())),
+        };
+        match *target {
+            // The future may be gone (its request was cancelled): nothing to tell.
+            Target::Future(answer) => {
+                let _ = answer.send(outcome);
+            }
+            Target::Collect(deliveries, tag) => deliveries.push(tag, outcome),
+        }
+    }
+}
 
 /// Publishes records through the shared producer.
 pub struct ProducerManager {
-    producer: FutureProducer,
+    producer: ThreadedProducer<Router>,
     topics: TopicLookup,
 }
 
@@ -22,11 +105,17 @@ impl ProducerManager {
     /// Creates the shared producer. Fails on an invalid librdkafka property, so a
     /// bad `--kafka-config` stops the gateway at start-up.
     pub fn new(settings: &KafkaSettings) -> Result<ProducerManager, Error> {
-        let producer: FutureProducer = settings
+        let producer: ThreadedProducer<Router> = settings
             .producer()
-            .create()
+            .create_with_context(Router)
             .map_err(|e| Error::client("producer", e))?;
-        let topics = TopicLookup::through_producer(producer.clone(), settings.broker_timeout);
+        // Lookups through the producer's own client, so a broker that creates
+        // topics on first use does so, as it would for any Kafka producer.
+        let lookups = producer.clone();
+        let topics = TopicLookup::new(
+            Arc::new(move |topic, t| lookups.client().fetch_metadata(Some(topic), t)),
+            settings.broker_timeout,
+        );
         Ok(ProducerManager { producer, topics })
     }
 
@@ -57,15 +146,26 @@ impl ProducerManager {
                     .map_err(at(index))?;
             }
         }
-        let mut pending = Vec::with_capacity(count);
+        let deliveries = Arc::new(Deliveries::default());
         for (index, record) in records.iter().enumerate() {
-            pending.push(self.enqueue(topic, record).await.map_err(at(index))?);
+            self.enqueue_to(topic, record, &deliveries, index as u64)
+                .await
+                .map_err(at(index))?;
         }
-        join_all(pending)
-            .await
+        // librdkafka answers every record it took: delivered, failed, timed out, or
+        // purged when the producer is destroyed.
+        let mut outcomes: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+        let mut answered = 0;
+        while answered < count {
+            for (tag, outcome) in deliveries.ready().await {
+                outcomes[tag as usize] = Some(outcome);
+                answered += 1;
+            }
+        }
+        outcomes
             .into_iter()
             .enumerate()
-            .map(|(index, outcome)| outcome.map_err(at(index)))
+            .map(|(index, outcome)| outcome.expect("every record answered").map_err(at(index)))
             .collect()
     }
 
@@ -76,27 +176,43 @@ impl ProducerManager {
         &self,
         topic: &TopicName,
         record: &OutgoingRecord,
-    ) -> Result<impl Future<Output = Result<Delivered, Error>> + Send + 'static, Error> {
+    ) -> Result<impl Future<Output = Outcome> + Send + 'static, Error> {
+        let (answer, answered) = oneshot::channel();
+        self.send(topic, record, Target::Future(answer)).await?;
+        Ok(async move {
+            // Dropped unanswered only when the producer is destroyed.
+            answered.await.unwrap_or(Err(Error::ShuttingDown))
+        })
+    }
+
+    /// Hands one record to the producer, after checking its topic and partition;
+    /// its acknowledgement goes to `deliveries` under `tag`. Fails at once when the
+    /// producer queue is full (and nothing goes to `deliveries`).
+    pub async fn enqueue_to(
+        &self,
+        topic: &TopicName,
+        record: &OutgoingRecord,
+        deliveries: &Arc<Deliveries>,
+        tag: u64,
+    ) -> Result<(), Error> {
+        self.send(topic, record, Target::Collect(deliveries.clone(), tag))
+            .await
+    }
+
+    async fn send(
+        &self,
+        topic: &TopicName,
+        record: &OutgoingRecord,
+        target: Target,
+    ) -> Result<(), Error> {
         self.topics.partition_count(topic).await?;
         if let Some(partition) = record.partition {
             self.topics.check_partition(topic, partition).await?;
         }
-        let delivery = self
-            .producer
-            .send_result(to_future_record(topic, record))
-            .map_err(|(err, _)| Error::from_kafka(&err, Some(topic.as_str())))?;
-        let topic = topic.clone();
-        Ok(async move {
-            match delivery.await {
-                Ok(Ok(delivery)) => Ok(Delivered {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                    timestamp: record_timestamp(delivery.timestamp),
-                }),
-                Ok(Err((err, _))) => Err(delivery_error(&err, &topic)),
-                Err(_canceled) => Err(Error::ShuttingDown),
-            }
-        })
+        self.producer
+            .send(base_record(topic, record, Box::new(target)))
+            // The record comes back with its target, which is dropped unanswered.
+            .map_err(|(err, _)| Error::from_kafka(&err, Some(topic.as_str())))
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.
@@ -114,22 +230,23 @@ impl ProducerManager {
     }
 }
 
-fn to_future_record<'a>(
+fn base_record<'a>(
     topic: &'a TopicName,
     record: &'a OutgoingRecord,
-) -> FutureRecord<'a, [u8], [u8]> {
-    let mut future = FutureRecord::to(topic.as_str());
+    target: Box<Target>,
+) -> BaseRecord<'a, [u8], [u8], Box<Target>> {
+    let mut base = BaseRecord::with_opaque_to(topic.as_str(), target);
     if let Some(key) = &record.key {
-        future = future.key(key.as_ref());
+        base = base.key(key.as_ref());
     }
     if let Some(value) = &record.value {
-        future = future.payload(value.as_ref());
+        base = base.payload(value.as_ref());
     }
     if let Some(partition) = record.partition {
-        future = future.partition(partition);
+        base = base.partition(partition);
     }
     if let Some(ms) = record.timestamp_ms {
-        future = future.timestamp(ms);
+        base = base.timestamp(ms);
     }
     if !record.headers.is_empty() {
         let headers = record.headers.iter().fold(
@@ -141,16 +258,16 @@ fn to_future_record<'a>(
                 })
             },
         );
-        future = future.headers(headers);
+        base = base.headers(headers);
     }
-    future
+    base
 }
 
-fn delivery_error(err: &KafkaError, topic: &TopicName) -> Error {
+fn delivery_error(err: &KafkaError, topic: &str) -> Error {
     match err.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageTimedOut) => Error::Unavailable(format!(
             "the broker did not acknowledge the record within the delivery timeout ({err}); check that Kafka is up, or raise --delivery-timeout"
         )),
-        _ => Error::from_kafka(err, Some(topic.as_str())),
+        _ => Error::from_kafka(err, Some(topic)),
     }
 }

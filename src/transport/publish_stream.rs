@@ -4,11 +4,11 @@
 use super::{convert, proto};
 use crate::{
     domain::{OutgoingRecord, TopicName},
-    kafka::ProducerManager,
+    kafka::{Deliveries, ProducerManager},
     Error,
 };
-use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
-use std::sync::Arc;
+use futures::FutureExt;
+use std::{collections::HashMap, sync::Arc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
@@ -47,7 +47,10 @@ pub async fn run(
     limits: StreamLimits,
     shutdown: CancellationToken,
 ) {
-    let mut in_flight = FuturesUnordered::new();
+    // Records handed to the producer and not yet answered: their correlation ids
+    // by tag; their acknowledgements come through `deliveries`.
+    let mut in_flight: HashMap<u64, String> = HashMap::new();
+    let deliveries = Arc::new(Deliveries::default());
     let mut default_topic: Option<Result<TopicName, Status>> = None;
     let mut index = 0usize;
     // Made once: a fresh wait per loop turn registers and drops a waiter for every
@@ -61,15 +64,10 @@ pub async fn run(
             _ = &mut stopping => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
             // The response is gone (deadline, client cancel): stop reading.
             _ = &mut gone => return,
-            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
-                if answers.send(Ok(answer)).await.is_err() {
+            // Every acknowledgement that came meanwhile goes out in this turn.
+            ready = deliveries.ready(), if !in_flight.is_empty() => {
+                if answer_all(ready, &mut in_flight, &answers).await.is_err() {
                     return;
-                }
-                // Answers that are ready too go out in the same turn.
-                while let Some(Some(answer)) = in_flight.next().now_or_never() {
-                    if answers.send(Ok(answer)).await.is_err() {
-                        return;
-                    }
                 }
             }
             next = requests.message(), if in_flight.len() < limits.max_in_flight => {
@@ -86,31 +84,27 @@ pub async fn run(
                         // answered; a cancelled client makes the sends fail, and we stop.
                         Err(status) => break 'reading Some(status),
                     };
-                    let correlation_id = request.correlation_id.clone();
                     let topic = default_topic.get_or_insert_with(|| topic_of(&request.topic)).clone();
                     let position = index;
                     index += 1;
+                    let tag = position as u64;
                     let accepted = async {
                         let topic = if request.topic.is_empty() { topic? } else { topic_of(&request.topic)? };
                         let record = request.record.ok_or_else(|| {
                             Status::invalid_argument(format!("request {position} has no record"))
                         })?;
                         let record = convert::record(position, record, limits.max_message_bytes).map_err(Error::from)?;
-                        enqueue_in_order(&producer, &topic, &record, &shutdown).await
+                        enqueue_in_order(&producer, &topic, &record, &deliveries, tag, &shutdown).await
                     };
                     match accepted.await {
-                        Ok(delivery) => {
-                            let id = correlation_id;
-                            in_flight.push(async move {
-                                let result = match delivery.await {
-                                    Ok(delivered) => proto::publish_stream_response::Result::Ack(convert::record_result(delivered)),
-                                    Err(err) => failed(Status::from(err)),
-                                };
-                                proto::PublishStreamResponse { correlation_id: id, result: Some(result) }
-                            });
+                        Ok(()) => {
+                            in_flight.insert(tag, request.correlation_id);
                         }
                         Err(status) => {
-                            let answer = proto::PublishStreamResponse { correlation_id, result: Some(failed(status)) };
+                            let answer = proto::PublishStreamResponse {
+                                correlation_id: request.correlation_id,
+                                result: Some(failed(status)),
+                            };
                             if answers.send(Ok(answer)).await.is_err() {
                                 return;
                             }
@@ -124,14 +118,39 @@ pub async fn run(
             }
         }
     };
-    while let Some(answer) = in_flight.next().await {
-        if answers.send(Ok(answer)).await.is_err() {
+    while !in_flight.is_empty() {
+        let ready = deliveries.ready().await;
+        if answer_all(ready, &mut in_flight, &answers).await.is_err() {
             return;
         }
     }
     if let Some(status) = ended {
         let _ = answers.send(Err(status)).await;
     }
+}
+
+/// Sends the answers of acknowledged records, in the order they came.
+async fn answer_all(
+    ready: Vec<(u64, crate::kafka::Outcome)>,
+    in_flight: &mut HashMap<u64, String>,
+    answers: &mpsc::Sender<Answer>,
+) -> Result<(), mpsc::error::SendError<Answer>> {
+    for (tag, outcome) in ready {
+        let correlation_id = in_flight.remove(&tag).unwrap_or_default();
+        let result = match outcome {
+            Ok(delivered) => {
+                proto::publish_stream_response::Result::Ack(convert::record_result(delivered))
+            }
+            Err(err) => failed(Status::from(err)),
+        };
+        answers
+            .send(Ok(proto::PublishStreamResponse {
+                correlation_id,
+                result: Some(result),
+            }))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Hands a record to the producer, waiting while its queue is full. Failing the
@@ -142,13 +161,12 @@ async fn enqueue_in_order(
     producer: &ProducerManager,
     topic: &TopicName,
     record: &OutgoingRecord,
+    deliveries: &Arc<Deliveries>,
+    tag: u64,
     shutdown: &CancellationToken,
-) -> Result<
-    impl std::future::Future<Output = Result<crate::domain::Delivered, crate::kafka::Error>>,
-    Status,
-> {
+) -> Result<(), Status> {
     loop {
-        match producer.enqueue(topic, record).await {
+        match producer.enqueue_to(topic, record, deliveries, tag).await {
             Err(crate::kafka::Error::QueueFull(_)) if !shutdown.is_cancelled() => {
                 tokio::time::sleep(QUEUE_FULL_PAUSE).await;
             }
