@@ -1,15 +1,15 @@
 //! The one producer of the process. Every Publish shares it, so records from many
 //! requests are batched together and the broker sees one idempotent producer.
 //!
-//! Each record's acknowledgement is routed by librdkafka's delivery callback, on
-//! the producer's polling thread, either to a future (one record) or to a
-//! [`Deliveries`] collector that a PublishStream drains in batches, which spares a
-//! channel, a future and a wakeup per record.
+//! librdkafka's delivery report for each record (on the producer's polling thread,
+//! or the thread that flushes it) goes to a [`Deliveries`] collector that the
+//! batched Publish or PublishStream waiting for it drains in batches: no channel,
+//! future or wakeup per record.
 
 use super::record_timestamp;
 use super::{metadata::TopicLookup, Error, KafkaSettings};
 use crate::domain::{Delivered, OutgoingRecord, TopicName};
-use futures::{channel::oneshot, task::AtomicWaker};
+use futures::task::AtomicWaker;
 use rdkafka::{
     client::ClientContext,
     error::{KafkaError, RDKafkaErrorCode},
@@ -17,7 +17,6 @@ use rdkafka::{
     producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 use std::{
-    future::Future,
     sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
@@ -26,12 +25,11 @@ use std::{
 /// A record's acknowledgement, or why it failed.
 pub type Outcome = Result<Delivered, Error>;
 
-/// Where librdkafka's answer for one record goes.
-enum Target {
-    /// The future [`ProducerManager::enqueue`] returned.
-    Future(oneshot::Sender<Outcome>),
-    /// A collector, under the caller's tag.
-    Collect(Arc<Deliveries>, u64),
+/// Where librdkafka's answer for one record goes: a collector, under the
+/// caller's tag.
+struct Target {
+    deliveries: Arc<Deliveries>,
+    tag: u64,
 }
 
 /// Collects the acknowledgements of many records as they come, for one reader.
@@ -85,13 +83,7 @@ impl ProducerContext for Router {
             }),
             Err((err, message)) => Err(delivery_error(err, message.topic())),
         };
-        match *target {
-            // The future may be gone (its request was cancelled): nothing to tell.
-            Target::Future(answer) => {
-                let _ = answer.send(outcome);
-            }
-            Target::Collect(deliveries, tag) => deliveries.push(tag, outcome),
-        }
+        target.deliveries.push(target.tag, outcome);
     }
 }
 
@@ -169,22 +161,6 @@ impl ProducerManager {
             .collect()
     }
 
-    /// Hands one record to the producer, after checking its topic and partition,
-    /// and returns a future of its acknowledgement. Fails at once when the producer
-    /// queue is full. Records enqueued in order keep that order within a partition.
-    pub async fn enqueue(
-        &self,
-        topic: &TopicName,
-        record: &OutgoingRecord,
-    ) -> Result<impl Future<Output = Outcome> + Send + 'static, Error> {
-        let (answer, answered) = oneshot::channel();
-        self.send(topic, record, Target::Future(answer)).await?;
-        Ok(async move {
-            // Dropped unanswered only when the producer is destroyed.
-            answered.await.unwrap_or(Err(Error::ShuttingDown))
-        })
-    }
-
     /// Hands one record to the producer, after checking its topic and partition;
     /// its acknowledgement goes to `deliveries` under `tag`. Fails at once when the
     /// producer queue is full (and nothing goes to `deliveries`).
@@ -195,23 +171,21 @@ impl ProducerManager {
         deliveries: &Arc<Deliveries>,
         tag: u64,
     ) -> Result<(), Error> {
-        self.send(topic, record, Target::Collect(deliveries.clone(), tag))
-            .await
-    }
-
-    async fn send(
-        &self,
-        topic: &TopicName,
-        record: &OutgoingRecord,
-        target: Target,
-    ) -> Result<(), Error> {
         self.topics.partition_count(topic).await?;
         if let Some(partition) = record.partition {
             self.topics.check_partition(topic, partition).await?;
         }
         self.producer
-            .send(base_record(topic, record, Box::new(target)))
-            // The record comes back with its target, which is dropped unanswered.
+            .send(base_record(
+                topic,
+                record,
+                Box::new(Target {
+                    deliveries: deliveries.clone(),
+                    tag,
+                }),
+            ))
+            // librdkafka did not take the record: it comes back with its target,
+            // which is dropped unanswered, and the caller answers the error.
             .map_err(|(err, _)| Error::from_kafka(&err, Some(topic.as_str())))
     }
 

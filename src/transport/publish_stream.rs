@@ -111,7 +111,11 @@ pub async fn run(
                         }
                     }
                     taken += 1;
-                    if taken < READ_BURST && in_flight.len() < limits.max_in_flight {
+                    if taken < READ_BURST
+                        && in_flight.len() < limits.max_in_flight
+                        // Reading stops at shutdown, also within a burst.
+                        && !shutdown.is_cancelled()
+                    {
                         next = requests.message().now_or_never();
                     }
                 }
@@ -119,7 +123,11 @@ pub async fn run(
         }
     };
     while !in_flight.is_empty() {
-        let ready = deliveries.ready().await;
+        let ready = tokio::select! {
+            ready = deliveries.ready() => ready,
+            // The client left: nobody to answer.
+            _ = &mut gone => return,
+        };
         if answer_all(ready, &mut in_flight, &answers).await.is_err() {
             return;
         }
