@@ -475,7 +475,7 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
         for reader in &gone {
             list.add_partition(reader.feed.topic.as_str(), reader.feed.partition);
         }
-        if let Err(err) = consumer.incremental_unassign(&list) {
+        if let Some(Err(err)) = blocking(consumer, move |c| c.incremental_unassign(&list)).await {
             debug!(%err, "unassigning partitions nobody reads");
         }
         // A partition wanted again at once gets a new queue on the same librdkafka
@@ -520,11 +520,27 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
         added.push(feed);
     }
     if new.count() > 0 {
-        if let Err(err) = consumer.incremental_assign(&new) {
-            drop_feeds(shared, added.iter(), &Error::from_kafka(&err, None));
+        let assigned = blocking(consumer, move |c| c.incremental_assign(&new)).await;
+        match assigned {
+            Some(Ok(())) => {}
+            Some(Err(err)) => drop_feeds(shared, added.iter(), &Error::from_kafka(&err, None)),
+            None => drop_feeds(shared, added.iter(), &Error::ShuttingDown),
         }
     }
     true
+}
+
+/// Runs a consumer call that waits for librdkafka's main thread to answer on the
+/// blocking pool, so a busy librdkafka never stalls a runtime thread; `None` when
+/// the runtime is stopping.
+async fn blocking<T: Send + 'static>(
+    consumer: &Consumer,
+    call: impl FnOnce(&StreamConsumer<DefaultConsumerContext>) -> T + Send + 'static,
+) -> Option<T> {
+    let consumer = consumer.clone();
+    tokio::task::spawn_blocking(move || call(&consumer))
+        .await
+        .ok()
 }
 
 /// The feeds whose next offset retention has deleted (below the partition's
