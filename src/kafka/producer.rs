@@ -138,10 +138,10 @@ impl ProducerManager {
                     .map_err(at(index))?;
             }
         }
+        // Checked above, all before any record is written.
         let deliveries = Arc::new(Deliveries::default());
         for (index, record) in records.iter().enumerate() {
-            self.enqueue_to(topic, record, &deliveries, index as u64)
-                .await
+            self.send(topic, record, &deliveries, index as u64)
                 .map_err(at(index))?;
         }
         // librdkafka answers every record it took: delivered, failed, timed out, or
@@ -175,6 +175,17 @@ impl ProducerManager {
         if let Some(partition) = record.partition {
             self.topics.check_partition(topic, partition).await?;
         }
+        self.send(topic, record, deliveries, tag)
+    }
+
+    /// Hands one record whose topic and partition were checked to librdkafka.
+    fn send(
+        &self,
+        topic: &TopicName,
+        record: &OutgoingRecord,
+        deliveries: &Arc<Deliveries>,
+        tag: u64,
+    ) -> Result<(), Error> {
         self.producer
             .send(base_record(
                 topic,

@@ -362,7 +362,7 @@ async fn read_partition(
     tokio::pin!(stopped);
     let topics = [feed.topic.clone()];
     loop {
-        if feed.paused() {
+        if feed.full() {
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,

@@ -44,7 +44,7 @@ struct Ring {
     /// Bytes of the records from `read_seq` on.
     unread_bytes: usize,
     /// Full: the reader takes no more records until the fastest stream caught up.
-    paused: bool,
+    full: bool,
     /// The offset the feed reads next: the start, then one past the last record.
     /// Anything older that arrives (a fetch from before an assignment change) is a
     /// duplicate and dropped.
@@ -91,7 +91,7 @@ impl Feed {
                 bytes: 0,
                 read_seq: 0,
                 unread_bytes: 0,
-                paused: false,
+                full: false,
                 next_offset: start,
                 waiting: HashMap::new(),
                 failed: None,
@@ -142,15 +142,15 @@ impl Feed {
     }
 
     /// Whether the feed is full: its reader should wait for [`Feed::room`].
-    pub fn paused(&self) -> bool {
-        self.lock().paused
+    pub fn full(&self) -> bool {
+        self.lock().full
     }
 
     /// Appends a record the consumer read and wakes the streams waiting for one.
     /// Returns `true` when the feed is full: its reader should take no more until
-    /// [`Feed::paused`] turns false.
+    /// [`Feed::full`] turns false.
     pub fn push(&self, record: ConsumedRecord) -> bool {
-        let (wake, pause) = {
+        let (wake, filled) = {
             let mut ring = self.lock();
             if record.offset < ring.next_offset || ring.failed.is_some() {
                 return false;
@@ -161,13 +161,13 @@ impl Feed {
             ring.unread_bytes += size;
             ring.records.push_back(record);
             self.evict(&mut ring);
-            let pause = !ring.paused && ring.unread_bytes > self.budget / 2;
-            ring.paused |= pause;
+            let filled = !ring.full && ring.unread_bytes > self.budget / 2;
+            ring.full |= filled;
             let wake: Vec<Waker> = ring.waiting.drain().map(|(_, waker)| waker).collect();
-            (wake, pause)
+            (wake, filled)
         };
         wake.into_iter().for_each(Waker::wake);
-        pause
+        filled
     }
 
     /// Ends every stream of this feed with `error`, after the records they still
@@ -231,8 +231,8 @@ impl Feed {
         ring.unread_bytes -= passed;
         ring.read_seq = seq;
         self.evict(ring);
-        if ring.paused && ring.unread_bytes <= self.budget / 4 {
-            ring.paused = false;
+        if ring.full && ring.unread_bytes <= self.budget / 4 {
+            ring.full = false;
             self.room.notify_one();
         }
     }
@@ -342,30 +342,30 @@ mod tests {
         let (feed, _) = feed();
         let mut only = feed.cursor(0).unwrap();
         feed.claim(&only);
-        let pauses: Vec<bool> = (0..30).map(|n| feed.push(record(n))).collect();
-        // Paused once, past half the budget, and never dropped a record.
-        assert_eq!(pauses.iter().filter(|p| **p).count(), 1);
-        assert!(pauses[5] && feed.paused());
+        let filled: Vec<bool> = (0..30).map(|n| feed.push(record(n))).collect();
+        // Full once, past half the budget, and never dropped a record.
+        assert_eq!(filled.iter().filter(|f| **f).count(), 1);
+        assert!(filled[5] && feed.full());
         for n in 0..30 {
             assert_eq!(offset(next(&feed, &mut only, 1)), n);
         }
-        assert!(!feed.paused(), "resumed once read");
+        assert!(!feed.full(), "room again once read");
         assert!(matches!(next(&feed, &mut only, 1), Next::Pending));
     }
 
     #[test]
-    fn a_stream_joining_at_the_end_resumes_a_feed_its_slow_reader_paused() {
+    fn a_stream_joining_at_the_end_frees_a_feed_its_slow_reader_filled() {
         let (feed, _) = feed();
         let slow = feed.cursor(0).unwrap();
         feed.claim(&slow);
         for n in 0..30 {
             feed.push(record(n));
         }
-        assert!(feed.paused());
+        assert!(feed.full());
         let latest = feed.cursor(30).unwrap();
         assert!(feed.next_offset() == 30);
         feed.claim(&latest);
-        assert!(!feed.paused(), "the newcomer is the fastest now");
+        assert!(!feed.full(), "the newcomer is the fastest now");
     }
 
     #[test]

@@ -324,22 +324,18 @@ impl ConsumerManager {
         topics: Vec<TopicName>,
         assignment: Vec<(TopicName, i32, Offset)>,
     ) -> Result<Subscription, Error> {
+        let from_beginning = assignment
+            .iter()
+            .all(|(_, _, o)| matches!(o, Offset::Beginning));
         // With explicit offsets the range was checked; if retention deletes records
         // under a running stream, fail it rather than silently jump.
-        let reset = if assignment
-            .iter()
-            .all(|(_, _, o)| matches!(o, Offset::Beginning))
-        {
-            "earliest"
-        } else {
-            "error"
-        };
+        let reset = if from_beginning { "earliest" } else { "error" };
         let consumer: StreamConsumer<DefaultConsumerContext> = self
             .settings
             .consumer(None, reset)
             .create()
             .map_err(|e| Error::client("consumer", e))?;
-        let consumer = if reset == "earliest" {
+        let consumer = if from_beginning {
             let consumer = self.learn_leaders(consumer, &topics).await?;
             // The lookup awaited: meanwhile the gateway may have begun to stop, or
             // other subscriptions taken the last consumer slots.
