@@ -112,7 +112,7 @@ impl ConsumerManager {
                 acks,
             } => {
                 self.check_capacity()?;
-                self.subscribe_group(group_id, topics, start, acks)
+                self.subscribe_group(group_id, topics, start, acks).await
             }
             SubscriptionSpec::Partitions {
                 topics,
@@ -284,7 +284,7 @@ impl ConsumerManager {
         self.fanout.closed().await;
     }
 
-    fn subscribe_group(
+    async fn subscribe_group(
         &self,
         group_id: String,
         topics: Vec<TopicName>,
@@ -305,10 +305,15 @@ impl ConsumerManager {
             .consumer(Some(&group_id), reset)
             .create_with_context(context)
             .map_err(|e| Error::client("consumer", e))?;
-        let names: Vec<&str> = topics.iter().map(TopicName::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| Error::from_kafka(&e, None))?;
+        let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
+        let consumer = self
+            .prepare(consumer, move |consumer| {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                consumer
+                    .subscribe(&names)
+                    .map_err(|e| Error::from_kafka(&e, None))
+            })
+            .await?;
         let commits = Commits {
             delivered: delivered.clone(),
             interval: self.settings.commit_interval,
@@ -335,57 +340,49 @@ impl ConsumerManager {
             .consumer(None, reset)
             .create()
             .map_err(|e| Error::client("consumer", e))?;
-        let consumer = if from_beginning {
-            let consumer = self.learn_leaders(consumer, &topics).await?;
-            // The lookup awaited: meanwhile the gateway may have begun to stop, or
-            // other subscriptions taken the last consumer slots.
-            if self.shutdown.is_cancelled() {
-                return Err(Error::ShuttingDown);
-            }
-            self.check_capacity()?;
-            consumer
-        } else {
-            consumer
-        };
         let mut list = TopicPartitionList::with_capacity(assignment.len());
         for (topic, partition, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
                 .map_err(|e| Error::Other(e.to_string()))?;
         }
-        consumer
-            .assign(&list)
-            .map_err(|e| Error::from_kafka(&e, None))?;
+        let leaders_of = from_beginning.then_some(topics.clone());
+        let consumer = self
+            .prepare(consumer, move |consumer| {
+                if let Some(topics) = leaders_of {
+                    learn_leaders(consumer, &topics);
+                }
+                consumer
+                    .assign(&list)
+                    .map_err(|e| Error::from_kafka(&e, None))
+            })
+            .await?;
         Ok(self.start(consumer, topics, None, None, None))
     }
 
-    /// Has a new consumer look up its topics' leaders before it is assigned a
-    /// logical start (the beginning): librdkafka queries such an offset only once
-    /// it knows the leader, and when it does not at assignment it retries after a
-    /// fixed 500 ms, which every EARLIEST stream waited for its first record. The
-    /// lookup gets at most that long in all; one that fails or runs out of time
-    /// leaves librdkafka to its own retry.
-    async fn learn_leaders(
+    /// Runs `setup` (subscribe or assign, which wait for librdkafka's own threads)
+    /// on the blocking pool, not on a runtime thread other streams need; then checks
+    /// again what may have changed meanwhile: the gateway may have begun to stop, or
+    /// other subscriptions taken the last consumer slots.
+    async fn prepare<C: ConsumerContext + 'static>(
         &self,
-        consumer: StreamConsumer<DefaultConsumerContext>,
-        topics: &[TopicName],
-    ) -> Result<StreamConsumer<DefaultConsumerContext>, Error> {
-        const BUDGET: Duration = Duration::from_millis(500);
-        let topics = topics.to_vec();
-        let lookup = tokio::task::spawn_blocking(move || {
-            let until = Instant::now() + BUDGET;
-            for topic in &topics {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                if let Err(err) = consumer.fetch_metadata(Some(topic.as_str()), left) {
-                    debug!(%err, %topic, "leader lookup before assignment failed");
-                }
-            }
-            consumer
-        });
-        // Fails only when the runtime is stopping.
-        lookup.await.map_err(|_| Error::ShuttingDown)
+        consumer: StreamConsumer<C>,
+        setup: impl FnOnce(&StreamConsumer<C>) -> Result<(), Error> + Send + 'static,
+    ) -> Result<StreamConsumer<C>, Error> {
+        let consumer = tokio::task::spawn_blocking(move || setup(&consumer).map(|()| consumer))
+            .await
+            // Fails only when the runtime is stopping.
+            .map_err(|_| Error::ShuttingDown)??;
+        let ready = if self.shutdown.is_cancelled() {
+            Err(Error::ShuttingDown)
+        } else {
+            self.check_capacity()
+        };
+        if let Err(err) = ready {
+            // Destroying a consumer also waits for librdkafka's threads.
+            tokio::task::spawn_blocking(move || drop(consumer));
+            return Err(err);
+        }
+        Ok(consumer)
     }
 
     fn start<C: ConsumerContext + 'static>(
@@ -423,4 +420,24 @@ fn subscription_id() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(n);
     format!("{:016x}{n:x}", hasher.finish())
+}
+
+/// Has a new consumer look up its topics' leaders before it is assigned a logical
+/// start (the beginning): librdkafka queries such an offset only once it knows the
+/// leader, and when it does not at assignment it retries after a fixed 500 ms,
+/// which every EARLIEST stream waited for its first record. The lookup gets at
+/// most that long in all; one that fails or runs out of time leaves librdkafka to
+/// its own retry. Blocks.
+fn learn_leaders(consumer: &StreamConsumer<DefaultConsumerContext>, topics: &[TopicName]) {
+    const BUDGET: Duration = Duration::from_millis(500);
+    let until = Instant::now() + BUDGET;
+    for topic in topics {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Err(err) = consumer.fetch_metadata(Some(topic.as_str()), left) {
+            debug!(%err, %topic, "leader lookup before assignment failed");
+        }
+    }
 }
