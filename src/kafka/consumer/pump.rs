@@ -120,7 +120,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     }
                     _ = tick(&mut ticker) => {
                         if let Some(delivered) = &delivered {
-                            commit(&consumer, delivered, CommitMode::Async);
+                            commit(&consumer, delivered, delivered.take(), CommitMode::Async);
                         }
                     }
                     // Not polled while records wait briefly for room; polled again
@@ -272,7 +272,12 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
 ) {
     let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {
-            commit(&consumer, delivered, CommitMode::Async);
+            commit(
+                &consumer,
+                delivered,
+                delivered.take_final(),
+                CommitMode::Async,
+            );
         }
         drop(consumer);
     });
@@ -289,12 +294,14 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
     debug!("consumer closed");
 }
 
+/// Commits `offsets` taken from `delivered`, putting them back if that fails.
 fn commit<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     delivered: &DeliveredOffsets,
+    offsets: Option<TopicPartitionList>,
     mode: CommitMode,
 ) {
-    if let Some(offsets) = delivered.take() {
+    if let Some(offsets) = offsets {
         if let Err(err) = consumer.commit(&offsets, mode) {
             warn!(%err, "offset commit failed");
             delivered.restore(&offsets);
