@@ -174,6 +174,7 @@ async fn main() {
             batched / base_batched,
             batched_cpu,
         );
+        drop_topic(&settings.brokers, &topic).await;
         row(
             &format!("PublishStream, {size} B records, {window} in flight: records/s (MB/s)"),
             &throughput(base, size),
@@ -908,6 +909,22 @@ async fn new_topic(brokers: &str) -> String {
         .as_ref()
         .expect("topic created");
     name
+}
+
+/// Deletes a topic a scenario is done with: the broker keeps records in memory,
+/// and gigabytes of old topics slowed later scenarios down.
+async fn drop_topic(brokers: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    let deleted = admin
+        .delete_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("delete topic");
+    if let Some(Err((_, err))) = deleted.first() {
+        eprintln!("topic {topic} not deleted: {err}");
+    }
 }
 
 /// The gateway binary, as its own process.
