@@ -60,9 +60,6 @@ struct Inner {
     /// Highest offset handed to a commit per partition, so a failed older commit
     /// never puts back an offset below a newer one.
     taken: HashMap<Partition, i64>,
-    /// The final commit took its offsets: nothing more may be delivered, since
-    /// nothing more would be committed.
-    sealed: bool,
 }
 
 impl DeliveredOffsets {
@@ -143,7 +140,7 @@ impl DeliveredOffsets {
     pub fn mark(&self, topic: &TopicName, partition: i32, offset: i64, generation: u64) -> bool {
         let mut inner = self.lock();
         let key = (topic.clone(), partition);
-        if inner.sealed || inner.assigned.get(&key) != Some(&generation) {
+        if inner.assigned.get(&key) != Some(&generation) {
             return false;
         }
         if self.client_acks() {
@@ -217,19 +214,7 @@ impl DeliveredOffsets {
 
     /// Takes every uncommitted offset, to commit now.
     pub fn take(&self) -> Option<TopicPartitionList> {
-        self.take_with(false)
-    }
-
-    /// Takes every uncommitted offset for the final commit, and refuses every
-    /// record offered afterwards: a record delivered after the final commit would
-    /// be read again by the group (a duplicate), so it is not delivered at all.
-    pub fn take_final(&self) -> Option<TopicPartitionList> {
-        self.take_with(true)
-    }
-
-    fn take_with(&self, seal: bool) -> Option<TopicPartitionList> {
         let mut inner = self.lock();
-        inner.sealed |= seal;
         let pending: Vec<_> = inner.pending.drain().collect();
         let mut out = TopicPartitionList::with_capacity(pending.len());
         for (key, next) in pending {
@@ -315,20 +300,6 @@ mod tests {
         assert!(d.mark(&t, 0, 5, g));
         assert!(d.mark(&t, 0, 3, g));
         assert_eq!(offsets_of(d.take()), vec![("t".into(), 0, 6)]);
-        assert!(d.take().is_none());
-    }
-
-    #[test]
-    fn nothing_is_delivered_after_the_final_commit_took_its_offsets() {
-        let d = DeliveredOffsets::default();
-        let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]));
-        let g = d.generation(&t, 0);
-        assert!(d.mark(&t, 0, 5, g));
-        assert_eq!(offsets_of(d.take_final()), vec![("t".into(), 0, 6)]);
-        // A record the stream held when the final commit ran is refused, so it is
-        // neither delivered nor left for a later commit that never comes.
-        assert!(!d.mark(&t, 0, 6, g));
         assert!(d.take().is_none());
     }
 

@@ -120,7 +120,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     }
                     _ = tick(&mut ticker) => {
                         if let Some(delivered) = &delivered {
-                            commit(&consumer, delivered, delivered.take(), CommitMode::Async);
+                            commit(&consumer, delivered, CommitMode::Async);
                         }
                     }
                     // Not polled while records wait briefly for room; polled again
@@ -272,12 +272,7 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
 ) {
     let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {
-            commit(
-                &consumer,
-                delivered,
-                delivered.take_final(),
-                CommitMode::Async,
-            );
+            commit(&consumer, delivered, CommitMode::Async);
         }
         drop(consumer);
     });
@@ -294,14 +289,12 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
     debug!("consumer closed");
 }
 
-/// Commits `offsets` taken from `delivered`, putting them back if that fails.
 fn commit<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     delivered: &DeliveredOffsets,
-    offsets: Option<TopicPartitionList>,
     mode: CommitMode,
 ) {
-    if let Some(offsets) = offsets {
+    if let Some(offsets) = delivered.take() {
         if let Err(err) = consumer.commit(&offsets, mode) {
             warn!(%err, "offset commit failed");
             delivered.restore(&offsets);

@@ -112,9 +112,7 @@ impl Stream for Subscription {
         }
         // Shutdown wins over buffered records: they are not delivered, so not
         // committed, and the group reads them again elsewhere. Read from a flag:
-        // the token's own check takes a lock, too dear on every record. The flag is
-        // set a moment after the token; a group record offered in that moment after
-        // the final commit is refused by `mark`.
+        // the token's own check takes a lock, too dear on every record.
         if self.stopping.load(Ordering::Acquire) {
             self.ended = true;
             return Poll::Ready(Some(Err(Error::ShuttingDown)));
