@@ -9,9 +9,11 @@ use rdkafka::{
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
-/// Context of a group consumer. Runs on librdkafka's callback path, which must
-/// return quickly; the only blocking call is the commit on revoke, which Kafka's
-/// rebalance protocol waits for anyway.
+/// Context of a group consumer. Its callbacks run on the thread that polls the
+/// consumer (a runtime thread, for a stream's pump) and must return quickly: the
+/// commit on revoke is asynchronous. The assign or unassign that rdkafka makes
+/// after a rebalance callback does wait for librdkafka's main thread, usually
+/// briefly; only a rebalance runs it.
 pub struct GroupContext {
     /// Group id, for logs.
     pub group: String,

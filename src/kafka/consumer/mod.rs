@@ -36,7 +36,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, Hasher},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
@@ -60,6 +60,9 @@ pub struct ConsumerManager {
     /// sets it.
     stopping: Arc<AtomicBool>,
     watching: std::sync::Once,
+    /// Subscriptions whose consumer is being set up: they hold a slot under
+    /// `--max-subscriptions` before their task counts.
+    setting_up: AtomicUsize,
 }
 
 impl ConsumerManager {
@@ -78,6 +81,7 @@ impl ConsumerManager {
             fanout: FanOut::new(settings, offsets.clone(), shutdown.clone()),
             stopping: Arc::new(AtomicBool::new(false)),
             watching: std::sync::Once::new(),
+            setting_up: AtomicUsize::new(0),
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
             offsets,
@@ -111,8 +115,9 @@ impl ConsumerManager {
                 start,
                 acks,
             } => {
-                self.check_capacity()?;
-                self.subscribe_group(group_id, topics, start, acks).await
+                let slot = self.reserve_slot()?;
+                self.subscribe_group(group_id, topics, start, acks, slot)
+                    .await
             }
             SubscriptionSpec::Partitions {
                 topics,
@@ -131,8 +136,8 @@ impl ConsumerManager {
                         self.stopping.clone(),
                     ));
                 }
-                self.check_capacity()?;
-                self.subscribe_partitions(topics, assignment).await
+                let slot = self.reserve_slot()?;
+                self.subscribe_partitions(topics, assignment, slot).await
             }
         }
     }
@@ -156,15 +161,18 @@ impl ConsumerManager {
         }
     }
 
-    /// Refuses a subscription that would need one consumer more than allowed.
-    fn check_capacity(&self) -> Result<(), Error> {
-        if self.tasks.len() >= self.settings.max_subscriptions {
+    /// A slot for one consumer more, or a refusal when every slot is taken by a
+    /// running consumer or one being set up.
+    fn reserve_slot(&self) -> Result<Slot<'_>, Error> {
+        let setting_up = self.setting_up.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(&self.setting_up);
+        if self.tasks.len() + setting_up >= self.settings.max_subscriptions {
             return Err(Error::Overloaded(format!(
                 "this gateway already runs {} subscriptions with a consumer of their own (--max-subscriptions); retry later or on another instance",
                 self.settings.max_subscriptions
             )));
         }
-        Ok(())
+        Ok(slot)
     }
 
     /// Applies a client's acknowledgements to the subscription `id`, in order, up
@@ -290,6 +298,7 @@ impl ConsumerManager {
         topics: Vec<TopicName>,
         start: GroupStart,
         acks: AckMode,
+        slot: Slot<'_>,
     ) -> Result<Subscription, Error> {
         let reset = match start {
             GroupStart::Latest => "latest",
@@ -300,18 +309,18 @@ impl ConsumerManager {
             group: group_id.clone(),
             delivered: delivered.clone(),
         };
-        let consumer: StreamConsumer<GroupContext> = self
-            .settings
-            .consumer(Some(&group_id), reset)
-            .create_with_context(context)
-            .map_err(|e| Error::client("consumer", e))?;
+        let config = self.settings.consumer(Some(&group_id), reset);
         let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
         let consumer = self
-            .prepare(consumer, move |consumer| {
+            .prepare(move || {
+                let consumer: StreamConsumer<GroupContext> = config
+                    .create_with_context(context)
+                    .map_err(|e| Error::client("consumer", e))?;
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 consumer
                     .subscribe(&names)
-                    .map_err(|e| Error::from_kafka(&e, None))
+                    .map_err(|e| Error::from_kafka(&e, None))?;
+                Ok(consumer)
             })
             .await?;
         let commits = Commits {
@@ -321,68 +330,71 @@ impl ConsumerManager {
         let started = delivered
             .client_acks()
             .then(|| self.register_acks(&delivered));
-        Ok(self.start(consumer, topics, Some(commits), Some(delivered), started))
+        let subscription = self.start(consumer, topics, Some(commits), Some(delivered), started);
+        drop(slot);
+        Ok(subscription)
     }
 
     async fn subscribe_partitions(
         &self,
         topics: Vec<TopicName>,
         assignment: Vec<(TopicName, i32, Offset)>,
+        slot: Slot<'_>,
     ) -> Result<Subscription, Error> {
         let from_beginning = assignment
             .iter()
             .all(|(_, _, o)| matches!(o, Offset::Beginning));
-        // With explicit offsets the range was checked; if retention deletes records
-        // under a running stream, fail it rather than silently jump.
-        let reset = if from_beginning { "earliest" } else { "error" };
-        let consumer: StreamConsumer<DefaultConsumerContext> = self
-            .settings
-            .consumer(None, reset)
-            .create()
-            .map_err(|e| Error::client("consumer", e))?;
         let mut list = TopicPartitionList::with_capacity(assignment.len());
         for (topic, partition, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
                 .map_err(|e| Error::Other(e.to_string()))?;
         }
+        // With explicit offsets the range was checked; if retention deletes records
+        // under a running stream, fail it rather than silently jump.
+        let reset = if from_beginning { "earliest" } else { "error" };
+        let config = self.settings.consumer(None, reset);
         let leaders_of = from_beginning.then_some(topics.clone());
         let consumer = self
-            .prepare(consumer, move |consumer| {
+            .prepare(move || {
+                let consumer: StreamConsumer<DefaultConsumerContext> =
+                    config.create().map_err(|e| Error::client("consumer", e))?;
                 if let Some(topics) = leaders_of {
-                    learn_leaders(consumer, &topics);
+                    learn_leaders(&consumer, &topics);
                 }
                 consumer
                     .assign(&list)
-                    .map_err(|e| Error::from_kafka(&e, None))
+                    .map_err(|e| Error::from_kafka(&e, None))?;
+                Ok(consumer)
             })
             .await?;
-        Ok(self.start(consumer, topics, None, None, None))
+        let subscription = self.start(consumer, topics, None, None, None);
+        drop(slot);
+        Ok(subscription)
     }
 
-    /// Runs `setup` (subscribe or assign, which wait for librdkafka's own threads)
-    /// on the blocking pool, not on a runtime thread other streams need; then checks
-    /// again what may have changed meanwhile: the gateway may have begun to stop, or
-    /// other subscriptions taken the last consumer slots.
+    /// Creates and sets up a consumer with `build` on the blocking pool: librdkafka's
+    /// subscribe, assign and metadata requests wait for its own threads, and must
+    /// not hold a runtime thread other streams need. A consumer that comes too late
+    /// (the gateway began to stop meanwhile, or the Subscribe call was dropped) is
+    /// destroyed on the blocking pool too, since a destroy waits as well.
     async fn prepare<C: ConsumerContext + 'static>(
         &self,
-        consumer: StreamConsumer<C>,
-        setup: impl FnOnce(&StreamConsumer<C>) -> Result<(), Error> + Send + 'static,
+        build: impl FnOnce() -> Result<StreamConsumer<C>, Error> + Send + 'static,
     ) -> Result<StreamConsumer<C>, Error> {
-        let consumer = tokio::task::spawn_blocking(move || setup(&consumer).map(|()| consumer))
-            .await
-            // Fails only when the runtime is stopping.
-            .map_err(|_| Error::ShuttingDown)??;
-        let ready = if self.shutdown.is_cancelled() {
-            Err(Error::ShuttingDown)
-        } else {
-            self.check_capacity()
-        };
-        if let Err(err) = ready {
-            // Destroying a consumer also waits for librdkafka's threads.
-            tokio::task::spawn_blocking(move || drop(consumer));
-            return Err(err);
+        let tasks = self.tasks.clone();
+        let mut built = tokio::task::spawn_blocking(move || {
+            build().map(|consumer| Unstarted {
+                consumer: Some(consumer),
+                tasks,
+            })
+        })
+        .await
+        // Fails only when the runtime is stopping.
+        .map_err(|_| Error::ShuttingDown)??;
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
         }
-        Ok(consumer)
+        Ok(built.consumer.take().expect("a consumer just built"))
     }
 
     fn start<C: ConsumerContext + 'static>(
@@ -409,6 +421,32 @@ impl ConsumerManager {
             self.shutdown.clone().cancelled_owned(),
             self.stopping.clone(),
         )
+    }
+}
+
+/// One of `--max-subscriptions` consumer slots, held while a subscription's
+/// consumer is set up; once its task runs, the task counts instead.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A consumer built for a subscription that has not started yet. Dropped with the
+/// consumer still inside, it destroys the consumer on the blocking pool, tracked
+/// with the running ones.
+struct Unstarted<C: ConsumerContext + 'static> {
+    consumer: Option<StreamConsumer<C>>,
+    tasks: TaskTracker,
+}
+
+impl<C: ConsumerContext + 'static> Drop for Unstarted<C> {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            self.tasks.spawn_blocking(move || drop(consumer));
+        }
     }
 }
 
