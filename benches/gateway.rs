@@ -814,32 +814,36 @@ async fn publish_stream(
     let value: bytes::Bytes = vec![0u8; size].into();
     let topic = topic.to_string();
     // The client keeps `window` records unanswered; the gateway's own bound
-    // (--publish-stream-in-flight) is set above the largest window.
+    // (--publish-stream-in-flight) is set above the largest window. Requests are
+    // made as the stream is polled, each once a slot is free.
     let slots = Arc::new(tokio::sync::Semaphore::new(window));
-    let (requests, queued) = tokio::sync::mpsc::channel(1024);
-    let sender = {
+    let requests = futures::stream::unfold(0, {
         let slots = slots.clone();
-        tokio::spawn(async move {
-            for i in 0..records {
+        move |i| {
+            // The topic goes with the first request only.
+            let topic = if i == 0 { topic.clone() } else { String::new() };
+            let (slots, value) = (slots.clone(), value.clone());
+            async move {
+                if i == records {
+                    return None;
+                }
                 slots.acquire().await.unwrap().forget();
                 let request = proto::PublishStreamRequest {
-                    topic: if i == 0 { topic.clone() } else { String::new() },
+                    topic,
                     record: Some(proto::Record {
-                        value: Some(value.clone()),
+                        value: Some(value),
                         ..Default::default()
                     }),
                     correlation_id: String::new(),
                 };
-                if requests.send(request).await.is_err() {
-                    return;
-                }
+                Some((request, i + 1))
             }
-        })
-    };
+        }
+    });
     let start = Instant::now();
     let mut client = PublisherServiceClient::new(channel.clone());
     let mut answers = client
-        .publish_stream(tokio_stream::wrappers::ReceiverStream::new(queued))
+        .publish_stream(requests)
         .await
         .expect("stream")
         .into_inner();
@@ -852,7 +856,6 @@ async fn publish_stream(
         }
         slots.add_permits(1);
     }
-    sender.await.unwrap();
     records as f64 / start.elapsed().as_secs_f64()
 }
 

@@ -24,9 +24,17 @@ pub struct StreamLimits {
 
 type Answer = Result<proto::PublishStreamResponse, Status>;
 
+/// Batches of answers waiting for the client to take them, at most. A batch holds
+/// at most the records in flight, so a stream holds no more than three times
+/// `max_in_flight` answers (and most of them are a few bytes).
+pub const ANSWER_BATCHES: usize = 2;
+
 /// Requests taken in one turn at most, so answers and shutdown are still seen
 /// promptly.
 const READ_BURST: usize = 256;
+
+/// Records read between two looks at the shutdown token within a burst.
+const SHUTDOWN_CHECK_EVERY: usize = 32;
 
 /// How long a stream waits before offering a record to a full producer queue again.
 const QUEUE_FULL_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
@@ -42,7 +50,7 @@ const QUEUE_FULL_PAUSE: std::time::Duration = std::time::Duration::from_millis(5
 /// partition keep the stream's order.
 pub async fn run(
     mut requests: Streaming<proto::PublishStreamRequest>,
-    answers: mpsc::Sender<Answer>,
+    answers: mpsc::Sender<Vec<Answer>>,
     producer: Arc<ProducerManager>,
     limits: StreamLimits,
     shutdown: CancellationToken,
@@ -105,7 +113,7 @@ pub async fn run(
                                 correlation_id: request.correlation_id,
                                 result: Some(failed(status)),
                             };
-                            if answers.send(Ok(answer)).await.is_err() {
+                            if answers.send(vec![Ok(answer)]).await.is_err() {
                                 return;
                             }
                         }
@@ -113,8 +121,9 @@ pub async fn run(
                     taken += 1;
                     if taken < READ_BURST
                         && in_flight.len() < limits.max_in_flight
-                        // Reading stops at shutdown, also within a burst.
-                        && !shutdown.is_cancelled()
+                        // Reading stops at shutdown, also within a burst; looked at
+                        // every few records, since the token's check takes a lock.
+                        && (taken % SHUTDOWN_CHECK_EVERY != 0 || !shutdown.is_cancelled())
                     {
                         next = requests.message().now_or_never();
                     }
@@ -133,32 +142,33 @@ pub async fn run(
         }
     }
     if let Some(status) = ended {
-        let _ = answers.send(Err(status)).await;
+        let _ = answers.send(vec![Err(status)]).await;
     }
 }
 
-/// Sends the answers of acknowledged records, in the order they came.
+/// Sends the answers of acknowledged records, in the order they came, as one batch.
 async fn answer_all(
     ready: Vec<(u64, crate::kafka::Outcome)>,
     in_flight: &mut HashMap<u64, String>,
-    answers: &mpsc::Sender<Answer>,
-) -> Result<(), mpsc::error::SendError<Answer>> {
-    for (tag, outcome) in ready {
-        let correlation_id = in_flight.remove(&tag).unwrap_or_default();
-        let result = match outcome {
-            Ok(delivered) => {
-                proto::publish_stream_response::Result::Ack(convert::record_result(delivered))
-            }
-            Err(err) => failed(Status::from(err)),
-        };
-        answers
-            .send(Ok(proto::PublishStreamResponse {
+    answers: &mpsc::Sender<Vec<Answer>>,
+) -> Result<(), mpsc::error::SendError<Vec<Answer>>> {
+    let batch = ready
+        .into_iter()
+        .map(|(tag, outcome)| {
+            let correlation_id = in_flight.remove(&tag).unwrap_or_default();
+            let result = match outcome {
+                Ok(delivered) => {
+                    proto::publish_stream_response::Result::Ack(convert::record_result(delivered))
+                }
+                Err(err) => failed(Status::from(err)),
+            };
+            Ok(proto::PublishStreamResponse {
                 correlation_id,
                 result: Some(result),
-            }))
-            .await?;
-    }
-    Ok(())
+            })
+        })
+        .collect();
+    answers.send(batch).await
 }
 
 /// Hands a record to the producer, waiting while its queue is full. Failing the
