@@ -8,13 +8,13 @@ use crate::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
         },
-        Publisher, StreamLimits, Subscriber,
+        stamp_arrival, Publisher, StreamLimits, Subscriber,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -99,14 +99,21 @@ impl Gateway {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let publisher = PublisherServiceServer::new(Publisher::new(
-            self.producer.clone(),
-            self.stream_limits,
-            self.shutdown.child_token(),
-        ))
-        .max_decoding_message_size(self.max_request_bytes);
-        let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
-            .max_decoding_message_size(self.max_request_bytes);
+        // Requests are stamped with their arrival, from which client deadlines count.
+        let publisher = InterceptedService::new(
+            PublisherServiceServer::new(Publisher::new(
+                self.producer.clone(),
+                self.stream_limits,
+                self.shutdown.child_token(),
+            ))
+            .max_decoding_message_size(self.max_request_bytes),
+            stamp_arrival,
+        );
+        let subscriber = InterceptedService::new(
+            SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
+                .max_decoding_message_size(self.max_request_bytes),
+            stamp_arrival,
+        );
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "kafka-gateway listening");
         }

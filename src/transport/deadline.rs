@@ -3,7 +3,10 @@
 //! tonic enforces the header itself but answers CANCELLED when it expires. The
 //! services apply the same deadline a little earlier, so the client receives
 //! DEADLINE_EXCEEDED with a message saying what was still pending; tonic's own
-//! timer stays as the backstop.
+//! timer stays as the backstop. The deadline counts from the request's arrival,
+//! stamped by [`stamp_arrival`] before tonic starts its timer: counted from the
+//! handler's start instead, on a busy machine tonic's timer could fire first and
+//! the client got CANCELLED.
 
 use crate::error::Error;
 use futures::Stream;
@@ -14,10 +17,15 @@ use std::{
     time::Duration,
 };
 use tokio::time::{Instant, Sleep};
-use tonic::{metadata::MetadataMap, Status};
+use tonic::{Request, Status};
 
-/// How much earlier than tonic the gateway's timer fires.
-const MARGIN: Duration = Duration::from_millis(5);
+/// How much earlier than the client's deadline the gateway gives up: a twentieth
+/// of the client's timeout, at least 5 ms and at most 50 ms. The answer must reach
+/// the client before its own timer fires (tonic's client, like others, enforces
+/// the deadline itself), and on a busy machine 5 ms was sometimes too little.
+fn margin(timeout: Duration) -> Duration {
+    (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(50))
+}
 
 /// The client's deadline, measured from now, if it sent one.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +34,29 @@ pub struct Deadline {
     timeout: Duration,
 }
 
+/// When a request arrived, in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct Arrival(Instant);
+
+/// Interceptor that stamps each request with its arrival, before tonic starts its
+/// own `grpc-timeout` timer.
+pub fn stamp_arrival(mut request: Request<()>) -> Result<Request<()>, Status> {
+    request.extensions_mut().insert(Arrival(Instant::now()));
+    Ok(request)
+}
+
 impl Deadline {
-    /// Reads `grpc-timeout` from the request headers.
-    pub fn from_metadata(metadata: &MetadataMap) -> Option<Deadline> {
-        let header = metadata.get("grpc-timeout")?.to_str().ok()?;
+    /// Reads `grpc-timeout` from the request headers; the deadline counts from the
+    /// request's arrival (or from now, for a request [`stamp_arrival`] did not see).
+    pub fn of<T>(request: &Request<T>) -> Option<Deadline> {
+        let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
         let timeout = parse_grpc_timeout(header)?;
+        let arrival = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |a| a.0);
         Some(Deadline {
-            at: Instant::now() + timeout.saturating_sub(MARGIN),
+            at: arrival + timeout.saturating_sub(margin(timeout)),
             timeout,
         })
     }
@@ -122,6 +146,14 @@ mod tests {
             Some(Duration::from_micros(99_999_999))
         );
         assert_eq!(parse_grpc_timeout("5n"), Some(Duration::from_nanos(5)));
+    }
+
+    #[test]
+    fn the_margin_is_a_twentieth_of_the_timeout_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(margin(ms(300)), ms(15));
+        assert_eq!(margin(ms(20)), ms(5));
+        assert_eq!(margin(Duration::from_secs(30)), ms(50));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod publisher;
 mod status;
 mod subscriber;
 
+pub use deadline::stamp_arrival;
 pub use publish_stream::StreamLimits;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;

@@ -47,7 +47,7 @@ impl proto::publisher_service_server::PublisherService for Publisher {
         &self,
         request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let (topic, records) =
             convert::publish_request(request.into_inner(), self.limits.max_message_bytes)
                 .map_err(crate::Error::from)?;
@@ -67,7 +67,7 @@ impl proto::publisher_service_server::PublisherService for Publisher {
         &self,
         request: Request<Streaming<proto::PublishStreamRequest>>,
     ) -> Result<Response<PublishStreamStream>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         // Answers travel in batches, those that were ready together: a channel
         // operation per answer showed in profiles.
         let (answers, responses) = mpsc::channel(publish_stream::ANSWER_BATCHES);

@@ -38,7 +38,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let request = request.into_inner();
         let batch =
             convert::max_batch_records(request.max_batch_records).map_err(crate::Error::from)?;
@@ -71,7 +71,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         &self,
         request: Request<proto::ResetOffsetsRequest>,
     ) -> Result<Response<proto::ResetOffsetsResponse>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let (group, topic, start) =
             convert::reset_offsets_request(request.into_inner()).map_err(crate::Error::from)?;
         let offsets = deadline::within(
@@ -92,7 +92,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         &self,
         request: Request<Streaming<proto::ConsumeRequest>>,
     ) -> Result<Response<ConsumeStream>, Status> {
-        let deadline = Deadline::from_metadata(request.metadata());
+        let deadline = Deadline::of(&request);
         let mut requests = request.into_inner();
         let first = deadline::within(deadline, "the first ConsumeRequest arrived", async {
             requests
