@@ -131,6 +131,35 @@ async fn every_record_is_answered_and_a_bad_one_fails_alone() {
 }
 
 #[tokio::test]
+async fn an_overlong_correlation_id_fails_its_record_alone() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let (longest, too_long) = ("c".repeat(1024), "c".repeat(1025));
+    let requests = vec![
+        request(&topic, "first".into(), record(None, "1")),
+        request("", too_long.clone(), record(None, "2")),
+        request("", longest.clone(), record(None, "3")),
+    ];
+    let (got, end) = publish_all(&gw, requests).await;
+    assert!(end.is_none(), "the stream ended with {end:?}");
+    match &got[&too_long] {
+        Outcome::Error(e) => {
+            assert_eq!(e.code, Code::InvalidArgument as i32, "{}", e.message);
+            assert!(e.message.contains("correlation_id"), "{}", e.message);
+        }
+        other => panic!("an overlong correlation id was accepted: {other:?}"),
+    }
+    for id in ["first", longest.as_str()] {
+        assert!(
+            matches!(got[id], Outcome::Ack(_)),
+            "{id:.10}: {:?}",
+            got[id]
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn records_in_flight_stay_within_the_bound() {
     // A long linger keeps records unacknowledged, so the bound is what stops reading.
     let gw = TestGateway::start(&["--publish-stream-in-flight", "10", "--linger", "300ms"]).await;

@@ -33,6 +33,11 @@ pub const ANSWER_BATCHES: usize = 2;
 /// promptly.
 const READ_BURST: usize = 256;
 
+/// Longest `correlation_id`, in bytes. The gateway keeps a record's id until the
+/// record is answered, so without a limit a client could make it hold up to
+/// `--max-request-bytes` per record in flight.
+pub const MAX_CORRELATION_ID_BYTES: usize = 1024;
+
 /// Records read between two looks at the shutdown token within a burst.
 const SHUTDOWN_CHECK_EVERY: usize = 32;
 
@@ -97,6 +102,12 @@ pub async fn run(
                     index += 1;
                     let tag = position as u64;
                     let accepted = async {
+                        if request.correlation_id.len() > MAX_CORRELATION_ID_BYTES {
+                            return Err(Status::invalid_argument(format!(
+                                "request {position}: correlation_id is {} bytes; at most {MAX_CORRELATION_ID_BYTES} are allowed",
+                                request.correlation_id.len()
+                            )));
+                        }
                         let topic = if request.topic.is_empty() { topic? } else { topic_of(&request.topic)? };
                         let record = request.record.ok_or_else(|| {
                             Status::invalid_argument(format!("request {position} has no record"))
