@@ -333,14 +333,18 @@ fn consumed_record(record: ConsumedRecord) -> proto::ConsumedRecord {
     }
 }
 
+/// Most unacknowledged records a subscription may ask for. The gateway keeps the
+/// offset of each until it is acknowledged, so the limit bounds that memory.
+const MAX_UNACKED: i32 = 100_000;
+
 /// `max_unacked` of a request; 0 means the default.
 fn max_unacked(requested: i32) -> Result<usize, ValidationError> {
     const DEFAULT_MAX_UNACKED: usize = 1000;
     match requested {
         0 => Ok(DEFAULT_MAX_UNACKED),
-        n if n > 0 => Ok(n as usize),
+        n if (1..=MAX_UNACKED).contains(&n) => Ok(n as usize),
         n => Err(ValidationError::Subscription(format!(
-            "max_unacked {n} is negative: give 1 or more, or 0 for 1000"
+            "max_unacked {n} is out of range: give 1 to {MAX_UNACKED}, or 0 for 1000"
         ))),
     }
 }
@@ -384,6 +388,17 @@ mod tests {
         };
         f(&mut request);
         subscription(request)
+    }
+
+    #[test]
+    fn max_unacked_is_bounded() {
+        assert_eq!(max_unacked(0).unwrap(), 1000);
+        assert_eq!(max_unacked(1).unwrap(), 1);
+        assert_eq!(max_unacked(MAX_UNACKED).unwrap(), 100_000);
+        for bad in [-1, MAX_UNACKED + 1, i32::MAX] {
+            let err = max_unacked(bad).unwrap_err().to_string();
+            assert!(err.contains("out of range"), "{bad}: {err}");
+        }
     }
 
     #[test]
