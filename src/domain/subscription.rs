@@ -172,11 +172,20 @@ impl SubscriptionSpec {
     }
 }
 
+/// Most topics one subscription may read: each is looked up when it starts.
+pub const MAX_TOPICS: usize = 1000;
+
 fn unique_topics(topics: Vec<TopicName>) -> Result<Vec<TopicName>, ValidationError> {
     if topics.is_empty() {
         return Err(ValidationError::Subscription(
             "topics is empty: name at least one topic to read".into(),
         ));
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(ValidationError::Subscription(format!(
+            "topics names {} topics; one subscription reads at most {MAX_TOPICS}",
+            topics.len()
+        )));
     }
     let mut sorted = topics.clone();
     sorted.sort();
@@ -195,6 +204,16 @@ mod tests {
 
     fn topic(name: &str) -> TopicName {
         TopicName::new(name).unwrap()
+    }
+
+    #[test]
+    fn a_subscription_reads_at_most_max_topics() {
+        let names = |n: usize| (0..n).map(|i| topic(&format!("t{i}"))).collect();
+        assert!(unique_topics(names(MAX_TOPICS)).is_ok());
+        let err = unique_topics(names(MAX_TOPICS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 1000"), "{err}");
     }
 
     #[test]
