@@ -184,6 +184,16 @@ pub struct Config {
     )]
     pub max_shared_streams: usize,
 
+    /// Streams (calls) one client connection may have open at once (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS); a client opens more over more connections.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 1000,
+        value_name = "COUNT"
+    )]
+    pub max_streams_per_connection: u32,
+
     /// How often the gateway pings an idle client connection (HTTP/2 keepalive), to
     /// notice clients that vanished without closing and free their subscriptions.
     #[arg(long, env = "KAFKA_GATEWAY_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -331,6 +341,10 @@ impl Config {
             ("--fanout-buffer-bytes", self.fanout_buffer_bytes),
             ("--publish-stream-in-flight", self.publish_stream_in_flight),
             ("--producer-queue-messages", self.producer_queue_messages),
+            (
+                "--max-streams-per-connection",
+                self.max_streams_per_connection as usize,
+            ),
         ] {
             if value == 0 {
                 return fail(format!("{name} must be at least 1"));

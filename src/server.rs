@@ -42,6 +42,7 @@ pub struct Gateway {
     grace: Duration,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
+    max_streams_per_connection: u32,
 }
 
 impl Gateway {
@@ -62,6 +63,7 @@ impl Gateway {
             grace: config.shutdown_grace,
             keepalive_interval: config.keepalive_interval,
             keepalive_timeout: config.keepalive_timeout,
+            max_streams_per_connection: config.max_streams_per_connection,
         })
     }
 
@@ -122,6 +124,11 @@ impl Gateway {
             // dropped network path), so their streams end and their consumers leave.
             .http2_keepalive_interval(Some(self.keepalive_interval))
             .http2_keepalive_timeout(Some(self.keepalive_timeout))
+            .max_concurrent_streams(self.max_streams_per_connection)
+            // Limits against streams reset in floods (rapid reset); tonic would
+            // otherwise turn off hyper's defaults, which these are.
+            .http2_max_pending_accept_reset_streams(Some(20))
+            .http2_max_local_error_reset_streams(Some(1024))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
