@@ -47,3 +47,43 @@ pub enum ValidationError {
     #[error("{0}")]
     Subscription(String),
 }
+
+/// A client's text as error messages and logs show it: whole when short, else its
+/// start and its length, so that a huge name is not copied into every answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a>(pub &'a str);
+
+impl Excerpt<'_> {
+    /// Texts up to this many bytes are shown whole.
+    const WHOLE: usize = 256;
+    /// How much of a longer text is shown.
+    const START: usize = 200;
+}
+
+impl std::fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0;
+        if text.len() <= Self::WHOLE {
+            return f.write_str(text);
+        }
+        let mut end = Self::START;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}... ({} bytes)", &text[..end], text.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Excerpt;
+
+    #[test]
+    fn a_long_text_is_shown_by_its_start_and_length() {
+        assert_eq!(Excerpt("short").to_string(), "short");
+        let long = "é".repeat(1000);
+        let shown = Excerpt(&long).to_string();
+        assert!(shown.ends_with("... (2000 bytes)"), "{shown}");
+        assert!(shown.len() < 220, "{}", shown.len());
+    }
+}

@@ -7,7 +7,7 @@ mod record;
 mod subscription;
 mod topic;
 
-pub use error::ValidationError;
+pub use error::{Excerpt, ValidationError};
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
 pub use subscription::{AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec};
 pub use topic::TopicName;

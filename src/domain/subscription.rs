@@ -1,4 +1,4 @@
-use super::{TopicName, ValidationError};
+use super::{Excerpt, TopicName, ValidationError};
 
 /// What a Subscribe stream reads, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,8 @@ impl SubscriptionSpec {
     ) -> Result<SubscriptionSpec, ValidationError> {
         if group_id.trim().is_empty() || group_id.len() > 255 {
             return Err(ValidationError::Subscription(format!(
-                "group_id {group_id:?} must have 1 to 255 characters and not be blank"
+                "group_id {:?} must have 1 to 255 characters and not be blank",
+                Excerpt(group_id).to_string()
             )));
         }
         Ok(SubscriptionSpec::Group {

@@ -1,4 +1,4 @@
-use super::ValidationError;
+use super::{Excerpt, ValidationError};
 use std::{fmt, sync::Arc};
 
 /// Longest topic name Kafka accepts.
@@ -28,7 +28,7 @@ impl TopicName {
         };
         match reason {
             Some(reason) => Err(ValidationError::TopicName {
-                name: name.to_string(),
+                name: Excerpt(name).to_string(),
                 reason,
             }),
             None => Ok(TopicName(name.into())),

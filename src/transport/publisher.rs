@@ -5,6 +5,7 @@ use super::{
     deadline::{self, Deadline, DeadlineStream},
     proto, publish_stream, StreamLimits,
 };
+use crate::domain::Excerpt;
 use crate::kafka::ProducerManager;
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
@@ -42,7 +43,7 @@ impl Publisher {
 
 #[tonic::async_trait]
 impl proto::publisher_service_server::PublisherService for Publisher {
-    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, records = request.get_ref().records.len()))]
+    #[tracing::instrument(skip_all, fields(topic = %Excerpt(&request.get_ref().topic), records = request.get_ref().records.len()))]
     async fn publish(
         &self,
         request: Request<proto::PublishRequest>,

@@ -6,6 +6,7 @@ use super::{
     deadline::{self, Deadline, DeadlineStream},
     proto,
 };
+use crate::domain::Excerpt;
 use crate::kafka::{self, ConsumerManager, Subscription};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
@@ -33,7 +34,7 @@ impl Subscriber {
 impl proto::subscriber_service_server::SubscriberService for Subscriber {
     type SubscribeStream = SubscribeStream;
 
-    #[tracing::instrument(skip_all, fields(topics = ?request.get_ref().topics, group = %request.get_ref().group_id))]
+    #[tracing::instrument(skip_all, fields(topics = request.get_ref().topics.len(), group = %Excerpt(&request.get_ref().group_id)))]
     async fn subscribe(
         &self,
         request: Request<proto::SubscribeRequest>,
@@ -55,7 +56,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         ))))
     }
 
-    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription_id, records = request.get_ref().records.len()))]
+    #[tracing::instrument(skip_all, fields(subscription = %Excerpt(&request.get_ref().subscription_id), records = request.get_ref().records.len()))]
     async fn ack(
         &self,
         request: Request<proto::AckRequest>,
@@ -66,7 +67,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         Ok(Response::new(proto::AckResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(group = %request.get_ref().group_id, topic = %request.get_ref().topic))]
+    #[tracing::instrument(skip_all, fields(group = %Excerpt(&request.get_ref().group_id), topic = %Excerpt(&request.get_ref().topic)))]
     async fn reset_offsets(
         &self,
         request: Request<proto::ResetOffsetsRequest>,

@@ -21,7 +21,7 @@ use super::{
     metadata::{OffsetLookup, TopicLookup},
     Error, KafkaSettings,
 };
-use crate::domain::{AckMode, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
+use crate::domain::{AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
 use context::GroupContext;
 use fanout::FanOut;
 use offsets::DeliveredOffsets;
@@ -184,7 +184,7 @@ impl ConsumerManager {
             .expect("ack registry lock")
             .get(id)
             .and_then(Weak::upgrade)
-            .ok_or_else(|| Error::UnknownSubscription(id.to_string()))?;
+            .ok_or_else(|| Error::UnknownSubscription(Excerpt(id).to_string()))?;
         records
             .iter()
             .try_for_each(|(topic, partition, offset)| delivered.ack(topic, *partition, *offset))
