@@ -39,6 +39,10 @@ async fn invalid_input_is_invalid_argument_and_harms_nobody() {
         ),
         (publish_to(&topic, vec![]), "records is empty"),
         (
+            publish_to(&topic, vec![record(None, "x"); 10_001]),
+            "at most 10000",
+        ),
+        (
             publish_to(&topic, vec![proto::Record::default()]),
             "neither key nor value",
         ),

@@ -46,6 +46,30 @@ pub enum ValidationError {
     /// A Subscribe whose fields do not fit together.
     #[error("{0}")]
     Subscription(String),
+    /// A list longer than the gateway takes in one request.
+    #[error("{field} has {count} entries; at most {limit} are allowed in one request")]
+    TooMany {
+        /// Which list.
+        field: String,
+        /// How many it had.
+        count: usize,
+        /// The most allowed.
+        limit: usize,
+    },
+}
+
+impl ValidationError {
+    /// Fails when `field` has more than `limit` entries.
+    pub fn check_count(field: &str, count: usize, limit: usize) -> Result<(), ValidationError> {
+        if count > limit {
+            return Err(ValidationError::TooMany {
+                field: field.to_string(),
+                count,
+                limit,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A client's text as error messages and logs show it: whole when short, else its

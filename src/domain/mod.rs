@@ -9,5 +9,7 @@ mod topic;
 
 pub use error::{Excerpt, ValidationError};
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
-pub use subscription::{AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec};
+pub use subscription::{
+    AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec, MAX_PARTITIONS,
+};
 pub use topic::TopicName;

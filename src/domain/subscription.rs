@@ -102,6 +102,15 @@ impl SubscriptionSpec {
         start: PartitionStart,
     ) -> Result<SubscriptionSpec, ValidationError> {
         let topics = unique_topics(topics)?;
+        // Every topic is read in each listed partition.
+        ValidationError::check_count(
+            "topics x partitions",
+            topics.len().saturating_mul(partitions.len()),
+            MAX_PARTITIONS,
+        )?;
+        if let PartitionStart::Offsets(offsets) = &start {
+            ValidationError::check_count("start_offsets", offsets.len(), MAX_PARTITIONS)?;
+        }
         if let Some(&partition) = partitions.iter().find(|p| **p < 0) {
             return Err(ValidationError::NegativePartition {
                 field: "partitions".into(),
@@ -133,8 +142,9 @@ impl SubscriptionSpec {
                 ));
             }
             let mut seen = std::collections::HashSet::new();
+            let named: std::collections::HashSet<&TopicName> = topics.iter().collect();
             for (topic, partition, offset) in offsets {
-                if !topics.contains(topic) {
+                if !named.contains(topic) {
                     return Err(ValidationError::Subscription(format!(
                         "start_offsets names topic {topic:?}, which is not in topics"
                     )));
@@ -176,6 +186,10 @@ impl SubscriptionSpec {
 /// Most topics one subscription may read: each is looked up when it starts.
 pub const MAX_TOPICS: usize = 1000;
 
+/// Most partitions one subscription without a group may read: each is looked up
+/// when it starts, and each has a read-ahead of its own.
+pub const MAX_PARTITIONS: usize = 10_000;
+
 fn unique_topics(topics: Vec<TopicName>) -> Result<Vec<TopicName>, ValidationError> {
     if topics.is_empty() {
         return Err(ValidationError::Subscription(
@@ -205,6 +219,28 @@ mod tests {
 
     fn topic(name: &str) -> TopicName {
         TopicName::new(name).unwrap()
+    }
+
+    #[test]
+    fn a_subscription_reads_at_most_max_partitions() {
+        let topics = |n: usize| (0..n).map(|i| topic(&format!("t{i}"))).collect::<Vec<_>>();
+        let ten: Vec<i32> = (0..10).collect();
+        assert!(
+            SubscriptionSpec::partitions(topics(1000), ten.clone(), PartitionStart::Latest).is_ok()
+        );
+        let mut eleven = ten;
+        eleven.push(10);
+        let err = SubscriptionSpec::partitions(topics(1000), eleven, PartitionStart::Latest)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topics x partitions"), "{err}");
+        let offsets = (0..=MAX_PARTITIONS as i32)
+            .map(|p| (topic("t0"), p, 0))
+            .collect();
+        let err = SubscriptionSpec::partitions(topics(1), vec![], PartitionStart::Offsets(offsets))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("start_offsets"), "{err}");
     }
 
     #[test]

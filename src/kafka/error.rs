@@ -34,6 +34,12 @@ pub enum Error {
         /// Next offset to be written.
         high: i64,
     },
+    /// A subscription to every partition of its topics would read too many.
+    #[error("the topics have more than {limit} partitions in all, more than one subscription reads: name fewer topics, or the partitions to read")]
+    TooManyPartitions {
+        /// The most one subscription reads.
+        limit: usize,
+    },
     /// The broker cannot be reached, or did not answer in time; retrying later may work.
     #[error("Kafka is unavailable: {0}")]
     Unavailable(String),

@@ -7,6 +7,16 @@ use crate::domain::{
     RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName, ValidationError,
 };
 
+/// Most records one Publish may carry: the records of one call go to the shared
+/// producer together, and one call must not fill its queue for everyone.
+pub const MAX_PUBLISH_RECORDS: usize = 10_000;
+
+/// Most headers one record may carry.
+pub const MAX_HEADERS: usize = 1_000;
+
+/// Most records one acknowledgement may name (as many as may await one).
+const MAX_ACK_RECORDS: usize = MAX_UNACKED as usize;
+
 /// A validated Publish: the topic and its records.
 pub fn publish_request(
     request: proto::PublishRequest,
@@ -16,6 +26,7 @@ pub fn publish_request(
     if request.records.is_empty() {
         return Err(ValidationError::NoRecords);
     }
+    ValidationError::check_count("records", request.records.len(), MAX_PUBLISH_RECORDS)?;
     let records = request
         .records
         .into_iter()
@@ -31,6 +42,11 @@ pub fn record(
     r: proto::Record,
     max_message_bytes: usize,
 ) -> Result<OutgoingRecord, ValidationError> {
+    ValidationError::check_count(
+        &format!("records[{index}].headers"),
+        r.headers.len(),
+        MAX_HEADERS,
+    )?;
     let record = OutgoingRecord {
         key: r.key,
         value: r.value,
@@ -245,6 +261,7 @@ pub fn record_positions(
             "records is empty: name the records to acknowledge".into(),
         ));
     }
+    ValidationError::check_count("records", records.len(), MAX_ACK_RECORDS)?;
     records
         .into_iter()
         .map(|r| Ok((TopicName::new(&r.topic)?, r.partition, r.offset)))
@@ -388,6 +405,46 @@ mod tests {
         };
         f(&mut request);
         subscription(request)
+    }
+
+    #[test]
+    fn lists_in_a_request_are_bounded() {
+        let one = || proto::Record {
+            value: Some(bytes::Bytes::from_static(b"x")),
+            ..Default::default()
+        };
+        let publish = |n: usize| proto::PublishRequest {
+            topic: "t".into(),
+            records: (0..n).map(|_| one()).collect(),
+        };
+        assert!(publish_request(publish(MAX_PUBLISH_RECORDS), 1000).is_ok());
+        let err = publish_request(publish(MAX_PUBLISH_RECORDS + 1), 1000).unwrap_err();
+        assert!(err.to_string().contains("at most 10000"), "{err}");
+
+        let with_headers = |n: usize| proto::Record {
+            headers: (0..n)
+                .map(|i| proto::Header {
+                    key: format!("h{i}"),
+                    value: None,
+                })
+                .collect(),
+            ..one()
+        };
+        assert!(record(0, with_headers(MAX_HEADERS), 1 << 20).is_ok());
+        let err = record(0, with_headers(MAX_HEADERS + 1), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("records[0].headers"), "{err}");
+
+        let positions = |n: usize| {
+            (0..n)
+                .map(|i| proto::RecordPosition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: i as i64,
+                })
+                .collect()
+        };
+        assert!(record_positions(positions(MAX_ACK_RECORDS)).is_ok());
+        assert!(record_positions(positions(MAX_ACK_RECORDS + 1)).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! returns and bad partitions or offsets fail the call, not the stream.
 
 use crate::{
-    domain::{PartitionStart, TopicName},
+    domain::{PartitionStart, TopicName, MAX_PARTITIONS},
     kafka::{
         metadata::{OffsetLookup, TopicLookup},
         Error,
@@ -32,6 +32,11 @@ pub(super) async fn resolve(
             for topic in names {
                 let count = topics.partition_count(topic).await?;
                 all.extend((0..count).map(|p| (topic.clone(), p)));
+                if all.len() > MAX_PARTITIONS {
+                    return Err(Error::TooManyPartitions {
+                        limit: MAX_PARTITIONS,
+                    });
+                }
             }
             all
         }
