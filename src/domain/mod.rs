@@ -10,6 +10,7 @@ mod topic;
 pub use error::{Excerpt, ValidationError};
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
 pub use subscription::{
-    AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec, MAX_PARTITIONS,
+    check_group_id, AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec,
+    MAX_PARTITIONS,
 };
 pub use topic::TopicName;

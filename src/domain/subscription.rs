@@ -81,12 +81,7 @@ impl SubscriptionSpec {
         start: GroupStart,
         acks: AckMode,
     ) -> Result<SubscriptionSpec, ValidationError> {
-        if group_id.trim().is_empty() || group_id.len() > 255 {
-            return Err(ValidationError::Subscription(format!(
-                "group_id {:?} must have 1 to 255 characters and not be blank",
-                Excerpt(group_id).to_string()
-            )));
-        }
+        check_group_id(group_id)?;
         Ok(SubscriptionSpec::Group {
             group_id: group_id.to_string(),
             topics: unique_topics(topics)?,
@@ -181,6 +176,17 @@ impl SubscriptionSpec {
             | SubscriptionSpec::Partitions { topics, .. } => topics,
         }
     }
+}
+
+/// Checks a consumer group id: 1 to 255 characters, not blank.
+pub fn check_group_id(group_id: &str) -> Result<(), ValidationError> {
+    if group_id.trim().is_empty() || group_id.len() > 255 {
+        return Err(ValidationError::Subscription(format!(
+            "group_id {:?} must have 1 to 255 characters and not be blank",
+            Excerpt(group_id).to_string()
+        )));
+    }
+    Ok(())
 }
 
 /// Most topics one subscription may read: each is looked up when it starts.

@@ -3,8 +3,9 @@
 
 use super::proto;
 use crate::domain::{
-    AckMode, ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord, PartitionStart,
-    RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName, ValidationError,
+    check_group_id, AckMode, ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord,
+    PartitionStart, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName,
+    ValidationError,
 };
 
 /// Most records one Publish may carry: the records of one call go to the shared
@@ -203,11 +204,7 @@ pub fn subscription_event(event: SubscriptionEvent) -> proto::SubscribeResponse 
 pub fn reset_offsets_request(
     request: proto::ResetOffsetsRequest,
 ) -> Result<(String, TopicName, PartitionStart), ValidationError> {
-    if request.group_id.trim().is_empty() {
-        return Err(ValidationError::Subscription(
-            "group_id is empty: name the group to reset".into(),
-        ));
-    }
+    check_group_id(&request.group_id)?;
     // The same positions as a Subscribe without a group, checked the same way.
     let as_subscribe = proto::SubscribeRequest {
         topics: vec![request.topic],
@@ -445,6 +442,20 @@ mod tests {
         };
         assert!(record_positions(positions(MAX_ACK_RECORDS)).is_ok());
         assert!(record_positions(positions(MAX_ACK_RECORDS + 1)).is_err());
+    }
+
+    #[test]
+    fn a_reset_names_a_valid_group() {
+        let reset = |group: String| proto::ResetOffsetsRequest {
+            group_id: group,
+            topic: "t".into(),
+            ..Default::default()
+        };
+        assert!(reset_offsets_request(reset("g".into())).is_ok());
+        for bad in [String::new(), " ".into(), "g".repeat(256)] {
+            let err = reset_offsets_request(reset(bad)).unwrap_err().to_string();
+            assert!(err.contains("1 to 255 characters"), "{err}");
+        }
     }
 
     #[test]

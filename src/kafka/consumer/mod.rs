@@ -63,7 +63,13 @@ pub struct ConsumerManager {
     /// Subscriptions whose consumer is being set up: they hold a slot under
     /// `--max-subscriptions` before their task counts.
     setting_up: AtomicUsize,
+    /// Offset resets running now: each builds a Kafka client of its own on the
+    /// blocking pool, so only a few run at once.
+    resets: Arc<tokio::sync::Semaphore>,
 }
+
+/// Offset resets that may run at once; more are refused (RESOURCE_EXHAUSTED).
+const MAX_RESETS: usize = 4;
 
 impl ConsumerManager {
     /// A manager whose subscriptions end when `shutdown` is cancelled.
@@ -82,6 +88,7 @@ impl ConsumerManager {
             stopping: Arc::new(AtomicBool::new(false)),
             watching: std::sync::Once::new(),
             setting_up: AtomicUsize::new(0),
+            resets: Arc::new(tokio::sync::Semaphore::new(MAX_RESETS)),
             settings: settings.clone(),
             topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
             offsets,
@@ -199,6 +206,12 @@ impl ConsumerManager {
         topic: TopicName,
         start: PartitionStart,
     ) -> Result<Vec<(TopicName, i32, i64)>, Error> {
+        // Held by the blocking task, which runs on when a caller gives up waiting.
+        let running = self.resets.clone().try_acquire_owned().map_err(|_| {
+            Error::Overloaded(format!(
+                "{MAX_RESETS} offset resets are already running on this gateway instance; retry shortly"
+            ))
+        })?;
         self.topics.partition_count(&topic).await?;
         let resolved = partitions::resolve(
             &self.topics,
@@ -228,6 +241,7 @@ impl ConsumerManager {
             offsets.clone(),
         );
         tokio::task::spawn_blocking(move || {
+            let _running = running;
             let consumer: BaseConsumer =
                 config.create().map_err(|e| Error::client("consumer", e))?;
             let groups = consumer
