@@ -251,9 +251,13 @@ impl Feed {
     }
 }
 
-/// Bytes a buffered record counts against the budget.
+/// Bytes a buffered record counts against the budget: its payload, and what holding
+/// it costs besides, per record and per header (a record of many empty headers
+/// has no payload but still takes memory).
 fn size(record: &ConsumedRecord) -> usize {
-    RECORD_OVERHEAD + record.size()
+    RECORD_OVERHEAD
+        + record.size()
+        + record.headers.len() * std::mem::size_of::<crate::domain::Header>()
 }
 
 /// Polls a subscription's cursors in turn, so one busy partition does not starve
