@@ -184,6 +184,17 @@ pub struct Config {
     )]
     pub max_shared_streams: usize,
 
+    /// Partitions with a shared live feed at once. Each feed holds up to
+    /// `--fanout-buffer-bytes`, and its partition's Kafka read-ahead half as much
+    /// again; a stream that would need a feed more reads with a consumer of its own.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_SHARED_PARTITIONS",
+        default_value_t = 256,
+        value_name = "COUNT"
+    )]
+    pub max_shared_partitions: usize,
+
     /// Streams (calls) one client connection may have open at once (HTTP/2
     /// SETTINGS_MAX_CONCURRENT_STREAMS); a client opens more over more connections.
     #[arg(
@@ -338,6 +349,7 @@ impl Config {
             ("--subscribe-buffer", self.subscribe_buffer),
             ("--max-subscriptions", self.max_subscriptions),
             ("--max-shared-streams", self.max_shared_streams),
+            ("--max-shared-partitions", self.max_shared_partitions),
             ("--fanout-buffer-bytes", self.fanout_buffer_bytes),
             ("--publish-stream-in-flight", self.publish_stream_in_flight),
             ("--producer-queue-messages", self.producer_queue_messages),

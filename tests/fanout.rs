@@ -323,3 +323,32 @@ async fn a_feed_whose_position_retention_deleted_ends_only_its_own_streams() {
     assert_eq!(value_of(&next_record(&mut other).await), "still here");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn past_the_shared_partitions_limit_a_stream_reads_with_its_own_consumer() {
+    let gw = TestGateway::start(&["--max-shared-partitions", "1"]).await;
+    let topic = topic(2).await;
+    let mut publisher = gw.publisher().await;
+    let mut subscriber = gw.subscriber().await;
+    let only = |partition: i32| proto::SubscribeRequest {
+        partitions: vec![partition],
+        ..partitions_request(&topic, StartPosition::Latest)
+    };
+    let mut first = subscribe(&mut subscriber, only(0)).await;
+    let mut second = subscribe(&mut subscriber, only(1)).await;
+    assert_eq!(gw.consumers.shared_streams(), 1, "one feed, one stream on it");
+    assert_eq!(
+        gw.consumers.live_consumers(),
+        2,
+        "the shared consumer and the second stream's own"
+    );
+    publish(
+        &mut publisher,
+        &topic,
+        vec![record_at(0, "to 0"), record_at(1, "to 1")],
+    )
+    .await;
+    assert_eq!(value_of(&next_record(&mut first).await), "to 0");
+    assert_eq!(value_of(&next_record(&mut second).await), "to 1");
+    gw.stop().await;
+}

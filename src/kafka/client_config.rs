@@ -42,6 +42,8 @@ pub struct KafkaSettings {
     pub fanout_buffer_bytes: usize,
     /// Streams on shared feeds one gateway serves at once.
     pub max_shared_streams: usize,
+    /// Partitions with a shared feed at once.
+    pub max_shared_partitions: usize,
     /// User properties, applied last.
     pub overrides: Vec<(String, String)>,
 }
@@ -68,6 +70,7 @@ impl KafkaSettings {
             fanout: config.fanout,
             fanout_buffer_bytes: config.fanout_buffer_bytes,
             max_shared_streams: config.max_shared_streams,
+            max_shared_partitions: config.max_shared_partitions,
             overrides: config.kafka_config.clone(),
         }
     }

@@ -124,6 +124,15 @@ impl FanOut {
                 shared.settings.max_shared_streams
             )));
         }
+        // Feeds are bounded in number too: past the limit, a stream that needs a new
+        // one reads with a consumer of its own.
+        let new_feeds = assignment
+            .iter()
+            .filter(|(topic, partition, _)| !state.feeds.contains_key(&(topic.clone(), *partition)))
+            .count();
+        if state.feeds.len() + new_feeds > shared.settings.max_shared_partitions {
+            return Ok(None);
+        }
         let mut cursors: Vec<(Arc<Feed>, Cursor)> = Vec::with_capacity(assignment.len());
         for (topic, partition, start) in assignment {
             let feed = match state.feeds.get(&(topic.clone(), *partition)) {
