@@ -8,13 +8,13 @@ use crate::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
         },
-        stamp_arrival, Publisher, StreamLimits, Subscriber,
+        Publisher, StampArrival, StreamLimits, Subscriber,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -101,21 +101,14 @@ impl Gateway {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        // Requests are stamped with their arrival, from which client deadlines count.
-        let publisher = InterceptedService::new(
-            PublisherServiceServer::new(Publisher::new(
-                self.producer.clone(),
-                self.stream_limits,
-                self.shutdown.child_token(),
-            ))
-            .max_decoding_message_size(self.max_request_bytes),
-            stamp_arrival,
-        );
-        let subscriber = InterceptedService::new(
-            SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
-                .max_decoding_message_size(self.max_request_bytes),
-            stamp_arrival,
-        );
+        let publisher = PublisherServiceServer::new(Publisher::new(
+            self.producer.clone(),
+            self.stream_limits,
+            self.shutdown.child_token(),
+        ))
+        .max_decoding_message_size(self.max_request_bytes);
+        let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
+            .max_decoding_message_size(self.max_request_bytes);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "kafka-gateway listening");
         }
@@ -129,6 +122,9 @@ impl Gateway {
             // otherwise turn off hyper's defaults, which these are.
             .http2_max_pending_accept_reset_streams(Some(20))
             .http2_max_local_error_reset_streams(Some(1024))
+            // Requests are stamped with their arrival, from which client deadlines
+            // count.
+            .layer(StampArrival)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

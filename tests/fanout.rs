@@ -336,7 +336,11 @@ async fn past_the_shared_partitions_limit_a_stream_reads_with_its_own_consumer()
     };
     let mut first = subscribe(&mut subscriber, only(0)).await;
     let mut second = subscribe(&mut subscriber, only(1)).await;
-    assert_eq!(gw.consumers.shared_streams(), 1, "one feed, one stream on it");
+    assert_eq!(
+        gw.consumers.shared_streams(),
+        1,
+        "one feed, one stream on it"
+    );
     assert_eq!(
         gw.consumers.live_consumers(),
         2,

@@ -11,6 +11,6 @@ pub use error::{Excerpt, ValidationError};
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
 pub use subscription::{
     check_group_id, AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec,
-    MAX_PARTITIONS,
+    MAX_PARTITIONS, MAX_TOPICS,
 };
 pub use topic::TopicName;

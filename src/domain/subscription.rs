@@ -240,10 +240,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("topics x partitions"), "{err}");
-        let offsets = (0..=MAX_PARTITIONS as i32)
-            .map(|p| (topic("t0"), p, 0))
-            .collect();
-        let err = SubscriptionSpec::partitions(topics(1), vec![], PartitionStart::Offsets(offsets))
+        let offsets = |n: usize| {
+            PartitionStart::Offsets((0..n as i32).map(|p| (topic("t0"), p, 0)).collect())
+        };
+        assert!(SubscriptionSpec::partitions(topics(1), vec![], offsets(MAX_PARTITIONS)).is_ok());
+        let err = SubscriptionSpec::partitions(topics(1), vec![], offsets(MAX_PARTITIONS + 1))
             .unwrap_err()
             .to_string();
         assert!(err.contains("start_offsets"), "{err}");

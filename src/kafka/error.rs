@@ -35,7 +35,7 @@ pub enum Error {
         high: i64,
     },
     /// A subscription to every partition of its topics would read too many.
-    #[error("the topics have more than {limit} partitions in all, more than one subscription reads: name fewer topics, or the partitions to read")]
+    #[error("the topics have more than {limit} partitions in all, more than one call reads or resets: name fewer topics, or (in Subscribe) the partitions to read")]
     TooManyPartitions {
         /// The most one subscription reads.
         limit: usize,

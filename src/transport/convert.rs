@@ -5,7 +5,7 @@ use super::proto;
 use crate::domain::{
     check_group_id, AckMode, ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord,
     PartitionStart, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName,
-    ValidationError,
+    ValidationError, MAX_PARTITIONS, MAX_TOPICS,
 };
 
 /// Most records one Publish may carry: the records of one call go to the shared
@@ -80,6 +80,9 @@ pub fn publish_response(delivered: Vec<Delivered>) -> proto::PublishResponse {
 
 /// A validated Subscribe.
 pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec, ValidationError> {
+    // Counted before anything is made of them.
+    ValidationError::check_count("topics", request.topics.len(), MAX_TOPICS)?;
+    ValidationError::check_count("start_offsets", request.start_offsets.len(), MAX_PARTITIONS)?;
     let topics = request
         .topics
         .iter()

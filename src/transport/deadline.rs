@@ -4,8 +4,9 @@
 //! services apply the same deadline a little earlier, so the client receives
 //! DEADLINE_EXCEEDED with a message saying what was still pending; tonic's own
 //! timer stays as the backstop. The deadline counts from the request's arrival,
-//! stamped by [`stamp_arrival`] before tonic starts its timer: counted from the
-//! handler's start instead, on a busy machine tonic's timer could fire first and
+//! stamped by [`StampArrival`] just before tonic starts its timer: counted from
+//! the handler's start instead (tonic calls a service when its task first runs,
+//! then decodes the request), on a busy machine tonic's timer could fire first and
 //! the client got CANCELLED.
 
 use crate::error::Error;
@@ -17,7 +18,7 @@ use std::{
     time::Duration,
 };
 use tokio::time::{Instant, Sleep};
-use tonic::{Request, Status};
+use tonic::{codegen::http, Request, Status};
 
 /// How much earlier than the client's deadline the gateway gives up: a twentieth
 /// of the client's timeout, at least 5 ms and at most 50 ms. The answer must reach
@@ -38,16 +39,44 @@ pub struct Deadline {
 #[derive(Debug, Clone, Copy)]
 struct Arrival(Instant);
 
-/// Interceptor that stamps each request with its arrival, before tonic starts its
-/// own `grpc-timeout` timer.
-pub fn stamp_arrival(mut request: Request<()>) -> Result<Request<()>, Status> {
-    request.extensions_mut().insert(Arrival(Instant::now()));
-    Ok(request)
+/// Layer that stamps each request with its arrival. tonic runs it inside its own
+/// `grpc-timeout` layer's `call`, just before that layer starts its timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StampArrival;
+
+impl<S> tower::Layer<S> for StampArrival {
+    type Service = Stamped<S>;
+
+    fn layer(&self, inner: S) -> Stamped<S> {
+        Stamped(inner)
+    }
+}
+
+/// A service whose requests [`StampArrival`] stamps.
+#[derive(Debug, Clone)]
+pub struct Stamped<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Stamped<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(Arrival(Instant::now()));
+        self.0.call(request)
+    }
 }
 
 impl Deadline {
     /// Reads `grpc-timeout` from the request headers; the deadline counts from the
-    /// request's arrival (or from now, for a request [`stamp_arrival`] did not see).
+    /// request's arrival (or from now, for a request [`StampArrival`] did not see).
     pub fn of<T>(request: &Request<T>) -> Option<Deadline> {
         let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
         let timeout = parse_grpc_timeout(header)?;

@@ -9,7 +9,7 @@ mod publisher;
 mod status;
 mod subscriber;
 
-pub use deadline::stamp_arrival;
+pub use deadline::StampArrival;
 pub use publish_stream::StreamLimits;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;

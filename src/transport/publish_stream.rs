@@ -25,8 +25,9 @@ pub struct StreamLimits {
 type Answer = Result<proto::PublishStreamResponse, Status>;
 
 /// Batches of answers waiting for the client to take them, at most. A batch holds
-/// at most the records in flight, so a stream holds no more than three times
-/// `max_in_flight` answers (and most of them are a few bytes).
+/// at most the records in flight, so a stream holds no more than four times
+/// `max_in_flight` answers (two waiting, one being sent, one being made), and
+/// most of them are a few bytes.
 pub const ANSWER_BATCHES: usize = 2;
 
 /// Requests taken in one turn at most, so answers and shutdown are still seen
@@ -103,10 +104,11 @@ pub async fn run(
                     let tag = position as u64;
                     let accepted = async {
                         if request.correlation_id.len() > MAX_CORRELATION_ID_BYTES {
-                            return Err(Status::invalid_argument(format!(
-                                "request {position}: correlation_id is {} bytes; at most {MAX_CORRELATION_ID_BYTES} are allowed",
+                            let status = Status::invalid_argument(format!(
+                                "request {position}: correlation_id is {} bytes; at most {MAX_CORRELATION_ID_BYTES} are allowed (the answer carries its first {MAX_CORRELATION_ID_BYTES})",
                                 request.correlation_id.len()
-                            )));
+                            ));
+                            return Err(status);
                         }
                         let topic = if request.topic.is_empty() { topic? } else { topic_of(&request.topic)? };
                         let record = request.record.ok_or_else(|| {
@@ -120,8 +122,11 @@ pub async fn run(
                             in_flight.insert(tag, request.correlation_id);
                         }
                         Err(status) => {
+                            let mut correlation_id = request.correlation_id;
+                            // An overlong id comes back cut, not whole.
+                            truncate_at_char(&mut correlation_id, MAX_CORRELATION_ID_BYTES);
                             let answer = proto::PublishStreamResponse {
-                                correlation_id: request.correlation_id,
+                                correlation_id,
                                 result: Some(failed(status)),
                             };
                             if answers.send(vec![Ok(answer)]).await.is_err() {
@@ -201,6 +206,17 @@ async fn enqueue_in_order(
             }
             other => return other.map_err(Status::from),
         }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 

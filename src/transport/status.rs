@@ -32,7 +32,9 @@ fn kafka_code(err: &kafka::Error) -> Code {
         K::MembershipLost(_) => Code::Aborted,
         K::Refused(_) | K::AckRefused(_) => Code::FailedPrecondition,
         K::UnknownSubscription(_) => Code::NotFound,
-        K::UnknownRecord(_) | K::TooManyPartitions { .. } => Code::InvalidArgument,
+        K::UnknownRecord(_) => Code::InvalidArgument,
+        // It depends on how many partitions the topics have now.
+        K::TooManyPartitions { .. } => Code::FailedPrecondition,
         K::RecordRejected(_) => Code::InvalidArgument,
         K::NotAuthorized(_) => Code::PermissionDenied,
         K::Record { source, .. } => kafka_code(source),

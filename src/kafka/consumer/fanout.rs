@@ -114,7 +114,8 @@ impl FanOut {
     }
 
     /// Joins the feeds of `assignment` (topic, partition, start offset), or returns
-    /// `None` when a feed no longer reaches back to a start offset.
+    /// `None` when a feed no longer reaches back to a start offset, or when it would
+    /// need more feeds than `--max-shared-partitions`.
     pub fn join(&self, assignment: &[(TopicName, i32, i64)]) -> Result<Option<FeedReader>, Error> {
         let shared = &self.shared;
         let mut state = shared.lock();
