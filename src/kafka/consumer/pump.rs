@@ -102,7 +102,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     biased;
                     _ = &mut stopping => break None,
                     _ = &mut gone => break None,
-                    room = records.reserve(waiting.len()), if !waiting.is_empty() => {
+                    room = records.reserve(records.places_of(&waiting)), if !waiting.is_empty() => {
                         if records.send_reserved(room, &mut waiting).is_err() {
                             break None;
                         }
@@ -130,6 +130,9 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                         // as one batch: a wakeup per record halved the throughput.
                         let mut next = next;
                         let mut batch = Vec::new();
+                        // A batch ends at the burst's record count, or when it
+                        // takes half the read-ahead's places (large records).
+                        let mut places = 0;
                         let mut taken = 0;
                         let mut end = None;
                         while let Some(item) = next.take() {
@@ -140,6 +143,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                                     let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
                                     let delivery = Delivery { record, generation };
                                     if waiting.is_empty() {
+                                        places += records.places(&delivery);
                                         batch.push(delivery);
                                     } else {
                                         // Paused already: this record's partition pauses too.
@@ -156,7 +160,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                                 },
                             }
                             taken += 1;
-                            if taken < most && waiting.is_empty() {
+                            if taken < most && places < records.batch_limit() && waiting.is_empty() {
                                 next = messages.next().now_or_never().flatten();
                             }
                         }
@@ -182,7 +186,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
             // client leaves or the gateway stops meanwhile.
             let deliver = async {
                 while !waiting.is_empty() {
-                    let room = records.reserve(waiting.len()).await;
+                    let room = records.reserve(records.places_of(&waiting)).await;
                     if records.send_reserved(room, &mut waiting).is_err() {
                         return;
                     }

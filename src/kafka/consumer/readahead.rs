@@ -3,10 +3,12 @@
 //! Records cross it in batches (what the consumer had ready in one turn), so the
 //! two tasks wake each other once per batch rather than once per record: a
 //! per-record channel kept a full pump and its stream waking each other for every
-//! record. The bound counts records: a batch goes in only when all its records fit,
-//! and they stop counting when the subscription has taken the last of them. A batch
-//! is at most half the bound, so the pump fills one while the stream empties the
-//! other.
+//! record. The bound counts places: a record takes one, and one more for every
+//! [`SLOT_BYTES`] of its payload (at most half the bound), so large records cannot
+//! make a stream hold the bound times the largest record. A batch goes in only
+//! when all its records fit, and they stop counting when the subscription has taken
+//! the last of them. A batch takes at most half the bound, so the pump fills one
+//! while the stream empties the other.
 
 use super::subscription::Delivery;
 use crate::kafka::Error;
@@ -16,7 +18,10 @@ use std::{
 };
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
-/// A read-ahead holding at most `capacity` records (at least 1).
+/// Payload bytes a record holds per place it takes, past its first place.
+pub(super) const SLOT_BYTES: usize = 4096;
+
+/// A read-ahead of `capacity` places (at least 1).
 pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
     let room = Arc::new(Semaphore::new(capacity));
@@ -38,7 +43,7 @@ pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
 
 /// The pump's side.
 pub(super) struct Writer {
-    batches: mpsc::UnboundedSender<Result<Vec<Delivery>, Error>>,
+    batches: mpsc::UnboundedSender<Result<(Vec<Delivery>, usize), Error>>,
     room: Arc<Semaphore>,
     capacity: usize,
 }
@@ -55,32 +60,45 @@ pub(super) enum Refused {
 pub(super) struct Room<'a>(SemaphorePermit<'a>);
 
 impl Room<'_> {
-    /// How many records it holds.
+    /// How many places it holds.
     pub fn len(&self) -> usize {
         self.0.num_permits()
     }
 }
 
 impl Writer {
-    /// The most records a batch may have: half the bound, at least 1.
+    /// The most places a batch may take: half the bound, at least 1.
     pub fn batch_limit(&self) -> usize {
         (self.capacity / 2).max(1)
     }
 
+    /// Places `delivery` takes: one, and one per [`SLOT_BYTES`] of payload, at most
+    /// the batch limit (so that any record fits).
+    pub fn places(&self, delivery: &Delivery) -> usize {
+        (1 + delivery.record.size() / SLOT_BYTES).min(self.batch_limit())
+    }
+
+    /// Places `deliveries` take in all.
+    pub fn places_of<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) -> usize {
+        deliveries.into_iter().map(|d| self.places(d)).sum()
+    }
+
     /// Sends `batch` if all of it fits now.
     pub fn try_send(&self, batch: Vec<Delivery>) -> Result<(), Refused> {
-        debug_assert!(batch.len() <= self.capacity);
-        let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let places = self.places_of(&batch);
+        let n = u32::try_from(places).unwrap_or(u32::MAX);
         match self.room.try_acquire_many(n) {
             Ok(permit) => {
                 permit.forget();
-                self.batches.send(Ok(batch)).map_err(|_| Refused::Closed)
+                self.batches
+                    .send(Ok((batch, places)))
+                    .map_err(|_| Refused::Closed)
             }
             Err(_) => Err(Refused::Full(batch)),
         }
     }
 
-    /// Waits for room for `n` records (at most the batch limit, at least 1).
+    /// Waits for `n` places (at most the batch limit, at least 1).
     pub async fn reserve(&self, n: usize) -> Room<'_> {
         let n = n.clamp(1, self.batch_limit());
         let n = u32::try_from(n).unwrap_or(u32::MAX);
@@ -88,18 +106,30 @@ impl Writer {
         Room(self.room.acquire_many(n).await.expect("never closed"))
     }
 
-    /// Sends as many records as `room` holds, taken from the front of `records`.
+    /// Sends as many records as `room` holds, taken from the front of `records`
+    /// (at least the first, when `room` was reserved for it).
     pub fn send_reserved(
         &self,
         room: Room<'_>,
         records: &mut std::collections::VecDeque<Delivery>,
     ) -> Result<(), Refused> {
         let reserved = room.len();
-        let batch: Vec<Delivery> = records.drain(..reserved.min(records.len())).collect();
+        let (mut count, mut used) = (0, 0);
+        for delivery in records.iter() {
+            let places = self.places(delivery);
+            if used + places > reserved {
+                break;
+            }
+            used += places;
+            count += 1;
+        }
+        let batch: Vec<Delivery> = records.drain(..count).collect();
         room.0.forget();
-        // Room reserved beyond the records there were goes back.
-        self.room.add_permits(reserved - batch.len());
-        self.batches.send(Ok(batch)).map_err(|_| Refused::Closed)
+        // Room reserved beyond the records that fit goes back.
+        self.room.add_permits(reserved - used);
+        self.batches
+            .send(Ok((batch, used)))
+            .map_err(|_| Refused::Closed)
     }
 
     /// Sends the subscription's end; it comes after every batch sent before.
@@ -115,7 +145,7 @@ impl Writer {
 
 /// The subscription's side: records one by one, in the order sent.
 pub(super) struct Reader {
-    batches: mpsc::UnboundedReceiver<Result<Vec<Delivery>, Error>>,
+    batches: mpsc::UnboundedReceiver<Result<(Vec<Delivery>, usize), Error>>,
     room: Arc<Semaphore>,
     in_hand: std::vec::IntoIter<Delivery>,
     /// Places the batch in hand takes up, freed once all of it was taken.
@@ -132,8 +162,8 @@ impl Reader {
                 self.room.add_permits(std::mem::take(&mut self.held));
             }
             match self.batches.poll_recv(cx) {
-                Poll::Ready(Some(Ok(batch))) => {
-                    self.held = batch.len();
+                Poll::Ready(Some(Ok((batch, places)))) => {
+                    self.held = places;
                     self.in_hand = batch.into_iter();
                 }
                 Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
@@ -245,6 +275,46 @@ mod tests {
         assert_eq!(offsets(&mut reader), vec![3, 4]);
         // All 4 places are free again.
         assert!(writer.try_send(deliveries(5..9)).is_ok());
+    }
+
+    fn large(offsets: std::ops::Range<i64>, bytes: usize) -> Vec<Delivery> {
+        let mut all = deliveries(offsets);
+        for d in &mut all {
+            d.record.value = Some(bytes::Bytes::from(vec![0u8; bytes]));
+        }
+        all
+    }
+
+    #[test]
+    fn a_large_record_takes_a_place_per_slot_of_its_payload() {
+        let (writer, mut reader) = channel(8);
+        // 10 KiB: one place and two more for its payload.
+        let ten_kib = large(0..1, 10 * 1024);
+        assert_eq!(writer.places(&ten_kib[0]), 3);
+        // A huge record takes at most half the bound, so it always fits.
+        assert_eq!(writer.places(&large(0..1, 1 << 20)[0]), 4);
+        assert!(writer.try_send(large(0..2, 10 * 1024)).is_ok());
+        // 6 of 8 places taken: one more such record does not fit.
+        assert!(matches!(
+            writer.try_send(large(2..3, 10 * 1024)),
+            Err(Refused::Full(_))
+        ));
+        assert_eq!(offsets(&mut reader), vec![0, 1]);
+        // Reserved room takes the records that fit, and gives back the rest.
+        let mut waiting: VecDeque<Delivery> = large(2..5, 10 * 1024).into();
+        let room = writer
+            .reserve(writer.places_of(&waiting))
+            .now_or_never()
+            .expect("room");
+        assert_eq!(room.len(), 4);
+        assert!(writer.send_reserved(room, &mut waiting).is_ok());
+        assert_eq!(waiting.len(), 2);
+        // 3 places in use, 5 free: one 10 KiB record (3) fits, a second does not.
+        assert!(writer.try_send(large(5..6, 10 * 1024)).is_ok());
+        assert!(matches!(
+            writer.try_send(large(6..7, 10 * 1024)),
+            Err(Refused::Full(_))
+        ));
     }
 
     #[test]
