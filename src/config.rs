@@ -138,11 +138,12 @@ pub struct Config {
     #[arg(long, env = "KAFKA_GATEWAY_PRODUCER_QUEUE_BYTES", default_value_t = 128 * 1024 * 1024, value_name = "BYTES")]
     pub producer_queue_bytes: usize,
 
-    /// Records read ahead for one Subscribe stream while the client is busy (a
-    /// record over 4 KiB counts once more per 4 KiB of payload, so large records
-    /// hold about this many times 4 KiB); they cross from the consumer to the
-    /// stream in batches of up to half of it (256 records at most), so that one
-    /// fills while the other empties.
+    /// Records read ahead for one Subscribe stream while the client is busy. A
+    /// record counts once more per full 4 KiB of payload, at most half the total,
+    /// so a stream holds about the larger of this many times 4 KiB and two of the
+    /// largest records. Records cross from the consumer to the stream in batches
+    /// of about half of it (256 records at most), so that one fills while the
+    /// other empties.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_SUBSCRIBE_BUFFER",

@@ -102,7 +102,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     biased;
                     _ = &mut stopping => break None,
                     _ = &mut gone => break None,
-                    room = records.reserve(records.places_of(&waiting)), if !waiting.is_empty() => {
+                    room = records.reserve(records.front_places(&waiting)), if !waiting.is_empty() => {
                         if records.send_reserved(room, &mut waiting).is_err() {
                             break None;
                         }
@@ -186,7 +186,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
             // client leaves or the gateway stops meanwhile.
             let deliver = async {
                 while !waiting.is_empty() {
-                    let room = records.reserve(records.places_of(&waiting)).await;
+                    let room = records.reserve(records.front_places(&waiting)).await;
                     if records.send_reserved(room, &mut waiting).is_err() {
                         return;
                     }

@@ -7,7 +7,8 @@
 //! [`SLOT_BYTES`] of its payload (at most half the bound), so large records cannot
 //! make a stream hold the bound times the largest record. A batch goes in only
 //! when all its records fit, and they stop counting when the subscription has taken
-//! the last of them. A batch takes at most half the bound, so the pump fills one
+//! the last of them. A batch takes about half the bound (the pump ends it once it
+//! reaches half, so its last record may take it beyond), so the pump fills one
 //! while the stream empties the other.
 
 use super::subscription::Delivery;
@@ -67,7 +68,8 @@ impl Room<'_> {
 }
 
 impl Writer {
-    /// The most places a batch may take: half the bound, at least 1.
+    /// Half the bound, at least 1: the most places a reserved batch takes, and
+    /// where the pump ends a batch it reads.
     pub fn batch_limit(&self) -> usize {
         (self.capacity / 2).max(1)
     }
@@ -81,6 +83,22 @@ impl Writer {
     /// Places `deliveries` take in all.
     pub fn places_of<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) -> usize {
         deliveries.into_iter().map(|d| self.places(d)).sum()
+    }
+
+    /// Places the first of `waiting` take, as many as fit the batch limit (at least
+    /// the first): what [`Writer::reserve`] should wait for, so that none of the
+    /// room goes unused.
+    pub fn front_places(&self, waiting: &std::collections::VecDeque<Delivery>) -> usize {
+        let limit = self.batch_limit();
+        let mut total = 0;
+        for delivery in waiting {
+            let places = self.places(delivery);
+            if total > 0 && total + places > limit {
+                break;
+            }
+            total += places;
+        }
+        total
     }
 
     /// Sends `batch` if all of it fits now.
@@ -302,13 +320,19 @@ mod tests {
         assert_eq!(offsets(&mut reader), vec![0, 1]);
         // Reserved room takes the records that fit, and gives back the rest.
         let mut waiting: VecDeque<Delivery> = large(2..5, 10 * 1024).into();
+        // Room is reserved for the records at the front that fit the batch limit.
+        assert_eq!(writer.front_places(&waiting), 3);
         let room = writer
-            .reserve(writer.places_of(&waiting))
+            .reserve(writer.front_places(&waiting))
             .now_or_never()
             .expect("room");
-        assert_eq!(room.len(), 4);
+        assert_eq!(room.len(), 3);
         assert!(writer.send_reserved(room, &mut waiting).is_ok());
         assert_eq!(waiting.len(), 2);
+        // A small record before a large one is reserved for alone.
+        let mut mixed: VecDeque<Delivery> = deliveries(9..10).into();
+        mixed.extend(large(10..11, 1 << 20));
+        assert_eq!(writer.front_places(&mixed), 1);
         // 3 places in use, 5 free: one 10 KiB record (3) fits, a second does not.
         assert!(writer.try_send(large(5..6, 10 * 1024)).is_ok());
         assert!(matches!(
