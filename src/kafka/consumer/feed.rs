@@ -322,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn headers_count_against_the_budget_even_when_empty() {
+        let plain = record(0);
+        let mut headed = record(0);
+        headed.headers = (0..100)
+            .map(|_| crate::domain::Header {
+                key: String::new(),
+                value: None,
+            })
+            .collect();
+        // No payload in the headers, but each takes memory.
+        assert_eq!(headed.size(), plain.size());
+        assert!(
+            size(&headed) >= size(&plain) + 100 * 24,
+            "{}",
+            size(&headed)
+        );
+    }
+
+    #[test]
     fn the_fastest_stream_never_loses_a_record_and_a_slow_one_fails_without_gaps() {
         let (feed, _) = feed();
         let mut fast = feed.cursor(0).unwrap();
