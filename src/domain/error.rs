@@ -90,12 +90,21 @@ impl std::fmt::Display for Excerpt<'_> {
         if text.len() <= Self::WHOLE {
             return f.write_str(text);
         }
-        let mut end = Self::START;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{}... ({} bytes)", &text[..end], text.len())
+        write!(f, "{}... ({} bytes)", prefix(text, Self::START), text.len())
     }
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character
+/// boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod record;
 mod subscription;
 mod topic;
 
-pub use error::{Excerpt, ValidationError};
+pub use error::{prefix, Excerpt, ValidationError};
 pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
 pub use subscription::{
     check_group_id, AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec,

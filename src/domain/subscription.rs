@@ -202,12 +202,7 @@ fn unique_topics(topics: Vec<TopicName>) -> Result<Vec<TopicName>, ValidationErr
             "topics is empty: name at least one topic to read".into(),
         ));
     }
-    if topics.len() > MAX_TOPICS {
-        return Err(ValidationError::Subscription(format!(
-            "topics names {} topics; one subscription reads at most {MAX_TOPICS}",
-            topics.len()
-        )));
-    }
+    ValidationError::check_count("topics", topics.len(), MAX_TOPICS)?;
     let mut sorted = topics.clone();
     sorted.sort();
     if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {

@@ -28,7 +28,7 @@ fn margin(timeout: Duration) -> Duration {
     (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(50))
 }
 
-/// The client's deadline, measured from now, if it sent one.
+/// The client's deadline, counted from the request's arrival, if it sent one.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
     at: Instant,

@@ -3,7 +3,7 @@
 
 use super::{convert, proto};
 use crate::{
-    domain::{OutgoingRecord, TopicName},
+    domain::{prefix, OutgoingRecord, TopicName},
     kafka::{Deliveries, ProducerManager},
     Error,
 };
@@ -124,7 +124,8 @@ pub async fn run(
                         Err(status) => {
                             let mut correlation_id = request.correlation_id;
                             // An overlong id comes back cut, not whole.
-                            truncate_at_char(&mut correlation_id, MAX_CORRELATION_ID_BYTES);
+                            let kept = prefix(&correlation_id, MAX_CORRELATION_ID_BYTES).len();
+                            correlation_id.truncate(kept);
                             let answer = proto::PublishStreamResponse {
                                 correlation_id,
                                 result: Some(failed(status)),
@@ -206,17 +207,6 @@ async fn enqueue_in_order(
             }
             other => return other.map_err(Status::from),
         }
-    }
-}
-
-/// Cuts `text` to at most `max` bytes, at a character boundary.
-fn truncate_at_char(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
     }
 }
 
