@@ -110,90 +110,6 @@ async fn sigkill_with_acked_and_unacked_records_loses_nothing_unacknowledged() {
     gw.stop().await;
 }
 
-/// A nisshi broker of this test's own, with storage that survives a restart.
-struct OwnBroker {
-    dir: tempfile::TempDir,
-    port: u16,
-    process: Option<std::process::Child>,
-}
-
-impl OwnBroker {
-    fn start() -> OwnBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut broker = OwnBroker {
-            dir: tempfile::tempdir().unwrap(),
-            port,
-            process: None,
-        };
-        broker.restart();
-        broker
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port and storage, and waits until it listens.
-    fn restart(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let child = std::process::Command::new("nisshi")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args([
-                "--storage-engine",
-                "sqlite://broker.db",
-                "--group-initial-rebalance-delay",
-                "100ms",
-            ])
-            .current_dir(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nisshi on PATH (scripts/test installs it)");
-        self.process = Some(child);
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(self.address()).is_err() {
-            assert!(started.elapsed() < PATIENCE, "the broker did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the broker as an operator's restart does (SIGTERM), and kills it if it
-    /// has not exited within PATIENCE. nisshi with sqlite storage killed with
-    /// SIGKILL was seen to lose records it had acknowledged (a later record then
-    /// got the same offset); Kafka keeps them across a process kill.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let started = std::time::Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if started.elapsed() > PATIENCE {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn a_short_broker_restart_during_a_publish_stream_loses_no_acknowledged_record() {
     publish_through_broker_restart("5s", Duration::from_millis(500)).await;
@@ -227,21 +143,7 @@ async fn publish_through_broker_restart(
     config.brokers = Some(broker.address());
     let gw = TestGateway::start_with(config).await;
     let topic = unique("restart");
-    {
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            ClientConfig::new()
-                .set("bootstrap.servers", broker.address())
-                .create()
-                .unwrap();
-        let new =
-            rdkafka::admin::NewTopic::new(&topic, 2, rdkafka::admin::TopicReplication::Fixed(1));
-        admin
-            .create_topics(&[new], &rdkafka::admin::AdminOptions::new())
-            .await
-            .unwrap()[0]
-            .as_ref()
-            .unwrap();
-    }
+    broker.create_topic(&topic, 2).await;
 
     let (send, requests) = tokio::sync::mpsc::channel(64);
     let feeder = {
@@ -478,17 +380,6 @@ async fn a_client_that_vanishes_without_closing_leaves_its_group() {
     );
     drop(vanishing_stream.message());
     gw.stop().await;
-}
-
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
 }
 
 #[tokio::test]

@@ -53,8 +53,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates `name` with `partitions` partitions and waits until the broker serves it.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&brokers(), name, partitions).await;
+}
+
+/// Creates `name` with `partitions` partitions on the broker at `address`.
+pub async fn create_topic_on(address: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", address)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -311,6 +316,17 @@ pub async fn wait_until_no_consumers(gw: &TestGateway) {
     );
 }
 
+/// Resident memory of a process, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
 /// The real `kafka-gateway` binary, run as a child process on a free port.
 pub struct GatewayProcess {
     pub child: std::process::Child,
@@ -320,14 +336,18 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `kafka-gateway serve` on the test broker with `extra` flags.
     pub fn spawn(extra: &[&str]) -> GatewayProcess {
+        GatewayProcess::spawn_on(&brokers(), extra)
+    }
+
+    /// Starts `kafka-gateway serve` on the broker at `brokers` with `extra` flags.
+    pub fn spawn_on(brokers: &str, extra: &[&str]) -> GatewayProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let brokers = brokers();
-        let mut args = vec!["serve", "--listen", &listen, "--brokers", &brokers];
+        let mut args = vec!["serve", "--listen", &listen, "--brokers", brokers];
         args.extend_from_slice(extra);
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-gateway"))
             .args(args)
@@ -367,5 +387,122 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A nisshi broker of a test's own, for faults that would disturb other tests: a
+/// restart (its sqlite storage survives one) or a stall.
+pub struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    /// Starts a broker on a free port and waits until it listens.
+    pub fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = OwnBroker {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            process: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Its bootstrap address.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and storage, and waits until it listens.
+    pub fn restart(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = std::process::Command::new("nisshi")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "sqlite://broker.db",
+                "--group-initial-rebalance-delay",
+                "100ms",
+            ])
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nisshi on PATH (scripts/test installs it)");
+        self.process = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(started.elapsed() < PATIENCE, "the broker did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker as an operator's restart does (SIGTERM), and kills it if it
+    /// has not exited within PATIENCE. nisshi with sqlite storage killed with
+    /// SIGKILL was seen to lose records it had acknowledged (a later record then
+    /// got the same offset); Kafka keeps them across a process kill.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let started = std::time::Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if started.elapsed() > PATIENCE {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl OwnBroker {
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing is
+    /// answered, as with a broker stuck in a long pause.
+    pub fn pause(&self) {
+        self.send(libc::SIGSTOP);
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.send(libc::SIGCONT);
+    }
+
+    fn send(&self, signal: libc::c_int) {
+        let child = self.process.as_ref().expect("the broker runs");
+        // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal {signal} to the broker");
+    }
+
+    /// Creates `name` with `partitions` partitions on this broker.
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        create_topic_on(&self.address(), name, partitions).await;
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        // A paused broker would not see SIGTERM.
+        if let Some(child) = &self.process {
+            // SAFETY: as in `send`.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+        }
+        self.stop();
     }
 }
