@@ -208,6 +208,19 @@ pub struct Config {
     )]
     pub max_streams_per_connection: u32,
 
+    /// Bytes a client may send on one stream ahead of what the gateway has read
+    /// (HTTP/2 stream flow-control window). A PublishStream that stops reading
+    /// holds at most this much of its client's records.
+    #[arg(long, env = "KAFKA_GATEWAY_HTTP2_STREAM_WINDOW", default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub http2_stream_window: u32,
+
+    /// Bytes a client may send on one connection, over all its streams, ahead of
+    /// what the gateway has read (HTTP/2 connection window): the most a connection
+    /// holds. Streams stalled together take at most their stream windows of it,
+    /// and the rest carries the connection's other calls.
+    #[arg(long, env = "KAFKA_GATEWAY_HTTP2_CONNECTION_WINDOW", default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub http2_connection_window: u32,
+
     /// How often the gateway pings an idle client connection (HTTP/2 keepalive), to
     /// notice clients that vanished without closing and free their subscriptions.
     #[arg(long, env = "KAFKA_GATEWAY_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -364,6 +377,23 @@ impl Config {
             if value == 0 {
                 return fail(format!("{name} must be at least 1"));
             }
+        }
+        // HTTP/2 windows are at most 2^31 - 1; a connection window starts at
+        // 65,535 bytes and the gateway can only raise it.
+        const MAX_WINDOW: u32 = (1 << 31) - 1;
+        if !(1024..=MAX_WINDOW).contains(&self.http2_stream_window) {
+            return fail(format!(
+                "--http2-stream-window must be 1024 to {MAX_WINDOW} bytes, not {}",
+                self.http2_stream_window
+            ));
+        }
+        if !(self.http2_stream_window.max(65_535)..=MAX_WINDOW)
+            .contains(&self.http2_connection_window)
+        {
+            return fail(format!(
+                "--http2-connection-window must be at least 65535 and at least --http2-stream-window ({}), and at most {MAX_WINDOW} bytes, not {}",
+                self.http2_stream_window, self.http2_connection_window
+            ));
         }
         if self.producer_queue_bytes < 1024 {
             return fail("--producer-queue-bytes must be at least 1024".into());

@@ -4,6 +4,7 @@ use crate::{
     config::Config,
     kafka::{self, ConsumerManager, KafkaSettings, ProducerManager},
     transport::{
+        http2::{self, Http2Settings},
         proto::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
@@ -14,8 +15,9 @@ use crate::{
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tower::Layer;
 use tracing::{info, warn};
 
 /// Why the gateway could not start or stopped abnormally.
@@ -24,9 +26,6 @@ pub enum ServeError {
     /// A Kafka client could not be created (usually a bad `--kafka-config`).
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
     /// Reflection could not load the API descriptors.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -40,9 +39,7 @@ pub struct Gateway {
     stream_limits: StreamLimits,
     max_request_bytes: usize,
     grace: Duration,
-    keepalive_interval: Duration,
-    keepalive_timeout: Duration,
-    max_streams_per_connection: u32,
+    http2: Http2Settings,
 }
 
 impl Gateway {
@@ -61,9 +58,16 @@ impl Gateway {
             },
             max_request_bytes: config.max_request_bytes,
             grace: config.shutdown_grace,
-            keepalive_interval: config.keepalive_interval,
-            keepalive_timeout: config.keepalive_timeout,
-            max_streams_per_connection: config.max_streams_per_connection,
+            http2: Http2Settings {
+                stream_window: config.http2_stream_window,
+                connection_window: config.http2_connection_window,
+                max_streams: config.max_streams_per_connection,
+                // Pings find clients that vanished without closing (a crashed
+                // host, a dropped network path), so their streams end and their
+                // consumers leave.
+                keepalive_interval: config.keepalive_interval,
+                keepalive_timeout: config.keepalive_timeout,
+            },
         })
     }
 
@@ -112,39 +116,25 @@ impl Gateway {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "kafka-gateway listening");
         }
-        let serving = tonic::transport::Server::builder()
-            // Pings find clients that vanished without closing (a crashed host, a
-            // dropped network path), so their streams end and their consumers leave.
-            .http2_keepalive_interval(Some(self.keepalive_interval))
-            .http2_keepalive_timeout(Some(self.keepalive_timeout))
-            .max_concurrent_streams(self.max_streams_per_connection)
-            // Limits against streams reset in floods (rapid reset); tonic would
-            // otherwise turn off hyper's defaults, which these are.
-            .http2_max_pending_accept_reset_streams(Some(20))
-            .http2_max_local_error_reset_streams(Some(1024))
-            // Requests are stamped with their arrival, from which client deadlines
-            // count.
-            .layer(StampArrival)
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(publisher)
             .add_service(subscriber)
-            .serve_with_incoming_shutdown(
-                // No Nagle: a small response held back for the peer's delayed ACK
-                // costs some 40 ms. (Settings on `Server` itself apply only to
-                // listeners tonic binds, not to this one.)
-                TcpIncoming::from(listener)
-                    .with_nodelay(Some(true))
-                    .with_keepalive(Some(self.keepalive_interval)),
-                self.shutdown.clone().cancelled_owned(),
-            );
+            .prepare();
+        // Requests are stamped with their arrival, from which client deadlines
+        // count.
+        let serving = http2::serve(
+            listener,
+            StampArrival.layer(routes),
+            self.http2.clone(),
+            self.shutdown.clone(),
+        );
         tokio::pin!(serving);
         let deadline;
-        let served = tokio::select! {
-            result = &mut serving => {
+        tokio::select! {
+            () = &mut serving => {
                 deadline = tokio::time::Instant::now() + self.grace;
-                result
             }
             () = signal => {
                 info!("shutting down: ending streams and finishing in-flight publishes");
@@ -153,15 +143,11 @@ impl Gateway {
                 }
                 deadline = tokio::time::Instant::now() + self.grace;
                 self.shutdown.cancel();
-                match tokio::time::timeout_at(deadline, &mut serving).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        warn!(grace = ?self.grace, "connections still open after the shutdown grace; closing them");
-                        Ok(())
-                    }
+                if tokio::time::timeout_at(deadline, &mut serving).await.is_err() {
+                    warn!(grace = ?self.grace, "connections still open after the shutdown grace; closing them");
                 }
             }
-        };
+        }
         self.shutdown.cancel();
         if tokio::time::timeout_at(deadline, self.consumers.closed())
             .await
@@ -181,6 +167,6 @@ impl Gateway {
             warn!(%err, unacknowledged = self.producer.in_flight(), "producer flush incomplete");
         }
         info!("kafka-gateway stopped");
-        Ok(served?)
+        Ok(())
     }
 }

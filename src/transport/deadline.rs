@@ -1,13 +1,12 @@
 //! Client deadlines (`grpc-timeout`).
 //!
-//! tonic enforces the header itself but answers CANCELLED when it expires. The
-//! services apply the same deadline a little earlier, so the client receives
-//! DEADLINE_EXCEEDED with a message saying what was still pending; tonic's own
-//! timer stays as the backstop. The deadline counts from the request's arrival,
-//! stamped by [`StampArrival`] just before tonic starts its timer: counted from
-//! the handler's start instead (tonic calls a service when its task first runs,
-//! then decodes the request), on a busy machine tonic's timer could fire first and
-//! the client got CANCELLED.
+//! The services apply the client's deadline themselves, a little before it
+//! passes, so the client receives DEADLINE_EXCEEDED with a message saying what was
+//! still pending rather than its own timer's CANCELLED. The deadline counts from
+//! the request's arrival, stamped by [`StampArrival`] as the HTTP/2 server hands
+//! the request over: counted from the handler's start instead (a service runs when
+//! its task first runs, then decodes the request), on a busy machine the client's
+//! timer could fire first.
 
 use crate::error::Error;
 use futures::Stream;
@@ -39,8 +38,8 @@ pub struct Deadline {
 #[derive(Debug, Clone, Copy)]
 struct Arrival(Instant);
 
-/// Layer that stamps each request with its arrival. tonic runs it inside its own
-/// `grpc-timeout` layer's `call`, just before that layer starts its timer.
+/// Layer that stamps each request with its arrival; the HTTP/2 server calls it as
+/// soon as the request's headers are in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StampArrival;
 

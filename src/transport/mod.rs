@@ -3,6 +3,7 @@
 
 mod convert;
 mod deadline;
+pub mod http2;
 pub mod proto;
 mod publish_stream;
 mod publisher;
