@@ -1,0 +1,185 @@
+//! Clients that speak HTTP/2 oddly or not at all: the gateway answers what is valid
+//! however it is framed, closes what is not, and keeps serving everyone else.
+
+mod common;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::*;
+use kafka_gateway::transport::proto::{self, publish_stream_response::Result as Outcome};
+use prost::Message;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tonic::codegen::http;
+
+/// One gRPC message: the 5-byte prefix and the encoded protobuf.
+fn grpc_message(message: &impl Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut framed = BytesMut::with_capacity(5 + body.len());
+    framed.put_u8(0);
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    framed.freeze()
+}
+
+/// An HTTP/2 connection of a raw h2 client.
+async fn raw_client(gw: &TestGateway) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn grpc_request(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://gateway{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// The gateway still answers a normal client.
+async fn still_serves(gw: &TestGateway) {
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    assert_eq!(publish(&mut publisher, &topic, numbered(1)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn records_split_into_one_byte_data_frames_are_all_answered() {
+    const RECORDS: usize = 300;
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut client = raw_client(&gw).await;
+    let (response, mut send) = client
+        .send_request(
+            grpc_request("/kafka_gateway.v1.PublisherService/PublishStream"),
+            false,
+        )
+        .unwrap();
+    let sender = tokio::spawn(async move {
+        for i in 0..RECORDS {
+            let message = grpc_message(&proto::PublishStreamRequest {
+                topic: topic.clone(),
+                record: Some(record(None, &i.to_string())),
+                correlation_id: i.to_string(),
+            });
+            // Every byte a DATA frame of its own: legal HTTP/2, and the most framing
+            // overhead a client can send.
+            for byte in message.iter() {
+                send.reserve_capacity(1);
+                while send.capacity() == 0 {
+                    std::future::poll_fn(|cx| send.poll_capacity(cx))
+                        .await
+                        .expect("capacity")
+                        .expect("capacity");
+                }
+                send.send_data(Bytes::copy_from_slice(&[*byte]), false)
+                    .unwrap();
+            }
+        }
+        send.send_data(Bytes::new(), true).unwrap();
+    });
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("headers in time")
+        .expect("the response starts");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = BytesMut::new();
+    while let Some(chunk) = tokio::time::timeout(PATIENCE, body.data())
+        .await
+        .expect("answers keep coming")
+    {
+        let chunk = chunk.expect("the stream stays up");
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+        received.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0", "{trailers:?}");
+    sender.await.unwrap();
+    let mut answered = 0;
+    let mut rest = received.freeze();
+    while !rest.is_empty() {
+        let length = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        let answer = proto::PublishStreamResponse::decode(&rest[5..5 + length]).unwrap();
+        assert!(
+            matches!(answer.result, Some(Outcome::Ack(_))),
+            "record {} not acknowledged: {answer:?}",
+            answer.correlation_id
+        );
+        answered += 1;
+        rest = rest.slice(5 + length..);
+    }
+    assert_eq!(answered, RECORDS);
+    still_serves(&gw).await;
+    gw.stop().await;
+}
+
+/// Reads until the server closes the connection (end of stream or a reset).
+async fn closed_by_server(tcp: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the gateway closes the connection");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_speaks_http2_is_closed() {
+    let gw = TestGateway::start(&["--keepalive-timeout", "1s"]).await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut garbage = TcpStream::connect(gw.addr).await.unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    closed_by_server(&mut garbage).await;
+    closed_by_server(&mut silent).await;
+    still_serves(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_empty_data_frames_closes_only_its_connection() {
+    let gw = TestGateway::start(&[]).await;
+    let mut client = raw_client(&gw).await;
+    let (response, mut send) = client
+        .send_request(
+            grpc_request("/kafka_gateway.v1.PublisherService/PublishStream"),
+            false,
+        )
+        .unwrap();
+    // Empty frames carry nothing and cost the server work each: h2 closes the
+    // connection after 100 of them.
+    for _ in 0..1_000 {
+        if send.send_data(Bytes::new(), false).is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let ended = tokio::time::timeout(PATIENCE, async {
+        match response.await {
+            Ok(response) => {
+                let mut body = response.into_body();
+                while let Some(Ok(_)) = body.data().await {}
+            }
+            Err(_) => {}
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the flooding stream was not ended");
+    still_serves(&gw).await;
+    gw.stop().await;
+}
