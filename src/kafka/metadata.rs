@@ -182,6 +182,21 @@ impl OffsetLookup {
         .await
     }
 
+    /// The next offset to be written, per partition: one ListOffsets request per
+    /// leader for all of them, where [`Self::watermarks`] takes two round trips
+    /// per partition.
+    pub async fn ends(&self, partitions: Vec<(TopicName, i32)>) -> Result<Vec<i64>, Error> {
+        self.list_offsets(partitions, Offset::End, "looking up partition ends")
+            .await?
+            .into_iter()
+            .map(|end| {
+                end.ok_or_else(|| {
+                    Error::Unavailable("the broker named no end offset for a partition".into())
+                })
+            })
+            .collect()
+    }
+
     /// For each partition, the first offset whose timestamp is at or after
     /// `timestamp_ms`; `None` where no record is that recent.
     pub async fn offsets_for_time(
@@ -189,18 +204,33 @@ impl OffsetLookup {
         partitions: Vec<(TopicName, i32)>,
         timestamp_ms: i64,
     ) -> Result<Vec<Option<i64>>, Error> {
+        self.list_offsets(
+            partitions,
+            Offset::Offset(timestamp_ms),
+            "looking up offsets by time",
+        )
+        .await
+    }
+
+    /// ListOffsets for every partition with the same `query`: a timestamp, or
+    /// [`Offset::End`] for the protocol's "latest".
+    async fn list_offsets(
+        &self,
+        partitions: Vec<(TopicName, i32)>,
+        query: Offset,
+        what: &'static str,
+    ) -> Result<Vec<Option<i64>>, Error> {
         let consumer = self.consumer.clone();
         let timeout = self.timeout;
         run_blocking(&self.permits, move || {
-            let mut query = TopicPartitionList::with_capacity(partitions.len());
+            let mut list = TopicPartitionList::with_capacity(partitions.len());
             for (topic, partition) in &partitions {
-                query
-                    .add_partition_offset(topic.as_str(), *partition, Offset::Offset(timestamp_ms))
+                list.add_partition_offset(topic.as_str(), *partition, query)
                     .map_err(|e| Error::Other(e.to_string()))?;
             }
             let answer = consumer
-                .offsets_for_times(query, timeout)
-                .map_err(|e| unavailable(&e, "looking up offsets by time", timeout))?;
+                .offsets_for_times(list, timeout)
+                .map_err(|e| unavailable(&e, what, timeout))?;
             Ok(partitions
                 .iter()
                 .map(|(topic, partition)| {

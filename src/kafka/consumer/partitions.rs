@@ -49,20 +49,20 @@ pub(super) async fn resolve(
         // The current end, fixed now: "latest" resolved later by the consumer would
         // skip records published between Subscribe returning and the first fetch.
         PartitionStart::Latest => offsets
-            .watermarks(chosen.clone())
+            .ends(chosen.clone())
             .await?
             .into_iter()
-            .map(|(_, high)| Offset::Offset(high))
+            .map(Offset::Offset)
             .collect(),
         PartitionStart::Timestamp(ms) => {
             // Ends first: a record written between the two lookups is then read
             // rather than skipped.
-            let ends = offsets.watermarks(chosen.clone()).await?;
+            let ends = offsets.ends(chosen.clone()).await?;
             let found = offsets.offsets_for_time(chosen.clone(), ms).await?;
             found
                 .into_iter()
                 .zip(ends)
-                .map(|(at, (_, high))| Offset::Offset(at.unwrap_or(high)))
+                .map(|(at, end)| Offset::Offset(at.unwrap_or(end)))
                 .collect()
         }
         PartitionStart::Offsets(list) => {
