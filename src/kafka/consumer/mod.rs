@@ -21,8 +21,10 @@ use super::{
     metadata::{OffsetLookup, TopicLookup},
     Error, KafkaSettings,
 };
-use crate::domain::{AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
-use context::GroupContext;
+use crate::domain::{
+    AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName, MAX_PARTITIONS,
+};
+use context::{Floors, GroupContext};
 use fanout::FanOut;
 use offsets::DeliveredOffsets;
 use pump::{Commits, Pump};
@@ -43,7 +45,7 @@ use std::{
 };
 use subscription::Source;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Creates, tracks and tears down the consumers behind Subscribe streams.
 pub struct ConsumerManager {
@@ -54,6 +56,10 @@ pub struct ConsumerManager {
     tasks: TaskTracker,
     /// Client-acknowledged subscriptions by id.
     acks: Mutex<HashMap<String, Weak<DeliveredOffsets>>>,
+    /// Start floors of the LATEST group subscriptions alive here, by group: a
+    /// member that joins takes the older floors, so its group skips nothing
+    /// published after the first of them started.
+    floors: Mutex<HashMap<String, Weak<Floors>>>,
     fanout: FanOut,
     /// Set once `shutdown` is cancelled, for streams to read on every poll (the
     /// token's own check takes a lock); a task started with the first subscription
@@ -95,6 +101,7 @@ impl ConsumerManager {
             shutdown,
             tasks: TaskTracker::new(),
             acks: Mutex::new(HashMap::new()),
+            floors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -314,14 +321,16 @@ impl ConsumerManager {
         acks: AckMode,
         slot: Slot<'_>,
     ) -> Result<Subscription, Error> {
-        let reset = match start {
-            GroupStart::Latest => "latest",
-            GroupStart::Earliest => "earliest",
+        let (reset, floors) = match start {
+            GroupStart::Latest => ("latest", self.floors(&group_id, &topics).await?),
+            GroupStart::Earliest => ("earliest", None),
         };
         let delivered = Arc::new(DeliveredOffsets::new(acks));
         let context = GroupContext {
             group: group_id.clone(),
             delivered: delivered.clone(),
+            floors,
+            timeout: self.settings.broker_timeout,
         };
         let config = self.settings.consumer(Some(&group_id), reset);
         let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
@@ -347,6 +356,46 @@ impl ConsumerManager {
         let subscription = self.start(consumer, topics, Some(commits), Some(delivered), started);
         drop(slot);
         Ok(subscription)
+    }
+
+    /// The end of every partition of `topics` now, where a LATEST group member
+    /// starts the partitions it gets without a committed offset: every record
+    /// published after its Subscribe returned is then read by the group. Where an
+    /// earlier member of `group` still runs on this instance, its older floors
+    /// count. Past [`MAX_PARTITIONS`] there are none (and librdkafka's "latest"
+    /// applies).
+    async fn floors(
+        &self,
+        group: &str,
+        topics: &[TopicName],
+    ) -> Result<Option<Arc<Floors>>, Error> {
+        let mut partitions = Vec::new();
+        for topic in topics {
+            let count = self.topics.partition_count(topic).await?;
+            partitions.extend((0..count).map(|p| (topic.clone(), p)));
+            if partitions.len() > MAX_PARTITIONS {
+                warn!(
+                    limit = MAX_PARTITIONS,
+                    "a LATEST group subscription of this many partitions starts new partitions where librdkafka finds their end"
+                );
+                return Ok(None);
+            }
+        }
+        let ends = self.offsets.ends(partitions.clone()).await?;
+        let mut floors: Floors = partitions.into_iter().zip(ends).collect();
+        let mut live = self.floors.lock().expect("floors lock");
+        live.retain(|_, f| f.strong_count() > 0);
+        if let Some(earlier) = live.get(group).and_then(Weak::upgrade) {
+            for (key, &floor) in earlier.iter() {
+                floors
+                    .entry(key.clone())
+                    .and_modify(|f| *f = (*f).min(floor))
+                    .or_insert(floor);
+            }
+        }
+        let floors = Arc::new(floors);
+        live.insert(group.to_string(), Arc::downgrade(&floors));
+        Ok(Some(floors))
     }
 
     async fn subscribe_partitions(

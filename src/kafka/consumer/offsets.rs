@@ -7,7 +7,10 @@ use crate::{
     kafka::Error,
 };
 use futures::task::AtomicWaker;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{
+    consumer::{CommitMode, Consumer, ConsumerContext},
+    Offset, TopicPartitionList,
+};
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     sync::Mutex,
@@ -171,8 +174,10 @@ impl DeliveredOffsets {
         true
     }
 
-    /// Partitions the group gave this member.
-    pub fn assign(&self, partitions: &TopicPartitionList) {
+    /// Partitions the group gave this member; `pinned` are starts chosen for
+    /// partitions without a committed offset, to commit as they are even before a
+    /// record of them is delivered.
+    pub fn assign(&self, partitions: &TopicPartitionList, pinned: &[(TopicName, i32, i64)]) {
         let mut inner = self.lock();
         let mut event = Vec::with_capacity(partitions.count());
         for p in partitions.elements() {
@@ -181,6 +186,9 @@ impl DeliveredOffsets {
             let key = (TopicName::trusted(p.topic()), p.partition());
             event.push(key.clone());
             inner.assigned.insert(key, generation);
+        }
+        for (topic, partition, start) in pinned {
+            inner.pending.insert((topic.clone(), *partition), *start);
         }
         inner.push_event(SubscriptionEvent::Assigned(event));
         drop(inner);
@@ -222,6 +230,17 @@ impl DeliveredOffsets {
             inner.taken.insert(key, next);
         }
         (out.count() > 0).then_some(out)
+    }
+
+    /// Commits every uncommitted offset through `consumer`, asynchronously; a
+    /// commit that cannot be sent puts them back for the next try.
+    pub fn commit<C: ConsumerContext>(&self, consumer: &impl Consumer<C>) {
+        if let Some(offsets) = self.take() {
+            if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
+                warn!(%err, "offset commit failed; retrying at the next interval");
+                self.restore(&offsets);
+            }
+        }
     }
 
     /// Puts offsets back after a failed commit, for partitions still assigned and
@@ -295,7 +314,7 @@ mod tests {
     fn commits_one_past_the_highest_delivered_offset() {
         let d = DeliveredOffsets::default();
         let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
         assert!(d.mark(&t, 0, 5, g));
         assert!(d.mark(&t, 0, 3, g));
@@ -304,10 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_start_is_committed_before_anything_is_delivered() {
+        let d = DeliveredOffsets::default();
+        let t = TopicName::trusted("t");
+        d.assign(
+            &list(&[("t", 0, None), ("t", 1, None)]),
+            &[(t.clone(), 1, 40)],
+        );
+        let first = d.take();
+        assert_eq!(offsets_of(first), vec![("t".into(), 1, 40)]);
+        d.restore(&list(&[("t", 1, Some(40))]));
+        assert_eq!(
+            offsets_of(d.revoke(&list(&[("t", 0, None), ("t", 1, None)]))),
+            vec![("t".into(), 1, 40)],
+            "a pinned start whose commit failed is committed on revoke"
+        );
+    }
+
+    #[test]
     fn records_of_an_old_assignment_are_stale() {
         let d = DeliveredOffsets::default();
         let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         let old = d.generation(&t, 0);
         assert!(d.mark(&t, 0, 1, old));
         assert_eq!(
@@ -315,7 +352,7 @@ mod tests {
             vec![("t".into(), 0, 2)]
         );
         assert!(!d.mark(&t, 0, 2, old), "revoked partition delivered");
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         assert!(
             !d.mark(&t, 0, 2, old),
             "record of the previous assignment delivered"
@@ -327,7 +364,7 @@ mod tests {
     fn client_acks_commit_up_to_the_first_unacknowledged_record() {
         let d = DeliveredOffsets::new(AckMode::Client { max_unacked: 10 });
         let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
         for offset in [10, 11, 12, 14] {
             assert!(d.mark(&t, 0, offset, g));
@@ -359,7 +396,7 @@ mod tests {
         let t = TopicName::trusted("t");
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
         d.mark(&t, 0, 0, g);
         assert!(d.may_deliver(&mut cx));
@@ -368,7 +405,7 @@ mod tests {
         d.ack(&t, 0, 0).unwrap();
         assert!(d.may_deliver(&mut cx));
         d.revoke(&list(&[("t", 0, None)]));
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         d.mark(&t, 0, 5, d.generation(&t, 0));
         d.mark(&t, 0, 6, d.generation(&t, 0));
         assert!(
@@ -385,7 +422,7 @@ mod tests {
     fn a_failed_old_commit_never_moves_the_offset_back() {
         let d = DeliveredOffsets::default();
         let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]));
+        d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
         d.mark(&t, 0, 9, g);
         let first = d.take().unwrap();

@@ -13,7 +13,7 @@ use crate::{
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rdkafka::{
-    consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
+    consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{BorrowedMessage, Headers},
     Message, TopicPartitionList,
@@ -120,7 +120,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                     }
                     _ = tick(&mut ticker) => {
                         if let Some(delivered) = &delivered {
-                            commit(&consumer, delivered, CommitMode::Async);
+                            delivered.commit(&consumer);
                         }
                     }
                     // Not polled while records wait briefly for room; polled again
@@ -276,7 +276,7 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
 ) {
     let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {
-            commit(&consumer, delivered, CommitMode::Async);
+            delivered.commit(&consumer);
         }
         drop(consumer);
     });
@@ -291,19 +291,6 @@ pub(super) async fn teardown<C: ConsumerContext + 'static>(
         warn!(%err, "consumer teardown panicked");
     }
     debug!("consumer closed");
-}
-
-fn commit<C: ConsumerContext>(
-    consumer: &StreamConsumer<C>,
-    delivered: &DeliveredOffsets,
-    mode: CommitMode,
-) {
-    if let Some(offsets) = delivered.take() {
-        if let Err(err) = consumer.commit(&offsets, mode) {
-            warn!(%err, "offset commit failed");
-            delivered.restore(&offsets);
-        }
-    }
 }
 
 /// The subscription's own name for a message's topic, which saves an allocation.
