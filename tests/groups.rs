@@ -7,6 +7,10 @@ use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
 use std::{
     collections::{BTreeSet, HashMap},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 use tokio::sync::mpsc;
@@ -168,6 +172,282 @@ async fn a_new_member_resumes_after_committed_offsets() {
         "committed records were read again"
     );
     assert_no_more_records(&mut stream).await;
+    gw.stop().await;
+}
+
+/// Opens a Consume stream with `request` (client acks), then reads it in the
+/// background like [`drain`], acknowledging every record once it got here: a
+/// member that leaves commits only what its client received.
+async fn drain_acking(
+    member: &'static str,
+    subscriber: &mut proto::subscriber_service_client::SubscriberServiceClient<
+        tonic::transport::Channel,
+    >,
+    request: proto::SubscribeRequest,
+    out: mpsc::UnboundedSender<(&'static str, proto::ConsumedRecord)>,
+) -> tokio::task::JoinHandle<()> {
+    let (acks, requests) = mpsc::unbounded_channel();
+    acks.send(proto::ConsumeRequest {
+        request: Some(proto::consume_request::Request::Subscribe(request)),
+    })
+    .unwrap();
+    let mut stream = subscriber
+        .consume(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            requests,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("consume: {s:?}"))
+        .into_inner();
+    tokio::spawn(async move {
+        while let Ok(Some(event)) = stream.message().await {
+            if let Some(proto::consume_response::Event::Record(record)) = event.event {
+                let position = proto::RecordPosition {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                    offset: record.offset,
+                };
+                let ack = proto::ConsumeRequest {
+                    request: Some(proto::consume_request::Request::Ack(proto::ConsumeAck {
+                        records: vec![position],
+                    })),
+                };
+                if out.send((member, record)).is_err() || acks.send(ack).is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// What the members of a group have received: who got each (partition, offset).
+#[derive(Default)]
+struct Received {
+    by: HashMap<(i32, i64), BTreeSet<&'static str>>,
+}
+
+impl Received {
+    /// Takes records until `done` holds, each wait bounded by `PATIENCE`.
+    async fn until(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<(&'static str, proto::ConsumedRecord)>,
+        what: &str,
+        mut done: impl FnMut(&Self) -> bool,
+    ) {
+        while !done(self) {
+            let (member, record) = tokio::time::timeout(PATIENCE, events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no record came while waiting until {what}"))
+                .expect("readers alive");
+            self.by
+                .entry((record.partition, record.offset))
+                .or_default()
+                .insert(member);
+        }
+    }
+
+    fn count_of(&self, member: &str) -> usize {
+        self.by.values().filter(|m| m.contains(member)).count()
+    }
+
+    /// Once a member reading every partition got the last record of each (it
+    /// reads them in order), asserts that none of `published` is missing.
+    async fn assert_all_read(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<(&'static str, proto::ConsumedRecord)>,
+        published: &BTreeSet<(i32, i64)>,
+    ) {
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        for &(p, o) in published {
+            let at = last.entry(p).or_insert(o);
+            *at = (*at).max(o);
+        }
+        self.until(events, "the last record of every partition is read", |g| {
+            last.iter().all(|(&p, &o)| g.by.contains_key(&(p, o)))
+        })
+        .await;
+        let missing: Vec<_> = published
+            .iter()
+            .filter(|key| !self.by.contains_key(key))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the group skipped {} of {} records published after its first Subscribe returned, first (partition, offset) {:?}",
+            missing.len(),
+            published.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+}
+
+/// Publishes a record to every partition at a time, until finished.
+struct Writer {
+    published: Arc<Mutex<Vec<(i32, i64)>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(
+        mut publisher: proto::publisher_service_client::PublisherServiceClient<
+            tonic::transport::Channel,
+        >,
+        topic: &str,
+        partitions: i32,
+    ) -> Writer {
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (published, stop, topic) = (published.clone(), stop.clone(), topic.to_string());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    let records = (0..partitions)
+                        .map(|p| record_at(p, &format!("n-{n}")))
+                        .collect();
+                    let results = publish(&mut publisher, &topic, records).await;
+                    published
+                        .lock()
+                        .unwrap()
+                        .extend(results.iter().map(|r| (r.partition, r.offset)));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        Writer {
+            published,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until at least `n` records are written.
+    async fn written(&self, n: usize) {
+        tokio::time::timeout(PATIENCE, async {
+            while self.published.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("records are written");
+    }
+
+    /// Stops and returns every record written.
+    async fn finish(self) -> BTreeSet<(i32, i64)> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.unwrap();
+        let published = self.published.lock().unwrap();
+        published.iter().copied().collect()
+    }
+}
+
+/// A new LATEST group: nothing committed yet, so each partition's first owner
+/// must fix where it starts (at the latest when its Subscribe returned) and every
+/// later owner go on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_latest_group_skips_nothing_published_after_its_subscribe_through_rebalances() {
+    let gw = TestGateway::start(&[]).await;
+    let partitions = 3;
+    let topic = topic(partitions).await;
+    let group = unique("g");
+    let mut publisher = gw.publisher().await;
+    // Written before the group's first Subscribe: LATEST leaves them out.
+    let before = publish(
+        &mut publisher,
+        &topic,
+        (0..partitions).map(|p| record_at(p, "before")).collect(),
+    )
+    .await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let latest = proto::SubscribeRequest {
+        ack_mode: proto::AckMode::Client as i32,
+        ..group_request(&topic, &group, StartPosition::Latest)
+    };
+    let mut sub_a = gw.subscriber().await;
+    let a = drain_acking("a", &mut sub_a, latest.clone(), tx.clone()).await;
+    // From the moment A's Subscribe returned, through its first rebalance and
+    // every one after it.
+    let writer = Writer::start(publisher, &topic, partitions);
+    let mut got = Received::default();
+    got.until(&mut events, "A reads", |g| g.count_of("a") > 0)
+        .await;
+
+    // B joins, then C; then B leaves, then A: four rebalances while records flow.
+    let mut sub_b = gw.subscriber().await;
+    let b = drain_acking("b", &mut sub_b, latest.clone(), tx.clone()).await;
+    got.until(&mut events, "B reads", |g| g.count_of("b") > 0)
+        .await;
+    let mut sub_c = gw.subscriber().await;
+    let c = drain_acking("c", &mut sub_c, latest.clone(), tx.clone()).await;
+    got.until(&mut events, "C reads", |g| g.count_of("c") > 0)
+        .await;
+    b.abort();
+    let _ = b.await;
+    let seen = got.by.len();
+    got.until(&mut events, "more records after B left", |g| {
+        g.by.len() > seen + 30
+    })
+    .await;
+    a.abort();
+    let _ = a.await;
+    let from_c = got.count_of("c");
+    got.until(&mut events, "C reads on after A left", |g| {
+        g.count_of("c") > from_c + 30
+    })
+    .await;
+
+    // C owns every partition now.
+    let published = writer.finish().await;
+    got.assert_all_read(&mut events, &published).await;
+    for r in &before {
+        assert!(
+            !got.by.contains_key(&(r.partition, r.offset)),
+            "a record from before the group's first Subscribe was read"
+        );
+    }
+    c.abort();
+    gw.stop().await;
+}
+
+/// A second member that joins a new LATEST group before the first one got its
+/// partitions (both in the group's first rebalance): the group still starts at
+/// the first member's Subscribe. A third one joins later, moving partitions
+/// while records flow. Nobody leaves, so with automatic commits nothing handed
+/// to a stream is lost with its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_a_new_latest_group_at_once_start_it_at_the_first_subscribe() {
+    let gw = TestGateway::start(&[]).await;
+    let partitions = 4;
+    let topic = topic(partitions).await;
+    let group = unique("g");
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let latest = group_request(&topic, &group, StartPosition::Latest);
+    let mut sub_a = gw.subscriber().await;
+    let a = drain("a", subscribe(&mut sub_a, latest.clone()).await, tx.clone());
+    let writer = Writer::start(gw.publisher().await, &topic, partitions);
+    // Records on every partition before B's Subscribe, B's own start.
+    writer.written(2 * partitions as usize).await;
+    let mut sub_b = gw.subscriber().await;
+    let b = drain("b", subscribe(&mut sub_b, latest.clone()).await, tx.clone());
+    let mut got = Received::default();
+    got.until(&mut events, "A and B read", |g| {
+        g.count_of("a") > 0 && g.count_of("b") > 0
+    })
+    .await;
+    let mut sub_c = gw.subscriber().await;
+    let c = drain("c", subscribe(&mut sub_c, latest.clone()).await, tx.clone());
+    got.until(&mut events, "C reads", |g| g.count_of("c") > 0)
+        .await;
+    let seen = got.by.len();
+    got.until(&mut events, "more records after C joined", |g| {
+        g.by.len() > seen + 30
+    })
+    .await;
+    let published = writer.finish().await;
+    got.assert_all_read(&mut events, &published).await;
+    for member in [a, b, c] {
+        member.abort();
+    }
     gw.stop().await;
 }
 
