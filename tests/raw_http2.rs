@@ -181,3 +181,91 @@ async fn a_flood_of_empty_data_frames_closes_only_its_connection() {
     still_serves(&gw).await;
     gw.stop().await;
 }
+
+/// Sends a unary Publish on a raw connection and returns its grpc-status.
+async fn raw_publish(client: &mut h2::client::SendRequest<Bytes>, topic: &str) -> String {
+    let (response, mut send) = client
+        .send_request(
+            grpc_request("/kafka_gateway.v1.PublisherService/Publish"),
+            false,
+        )
+        .expect("the connection takes a new stream");
+    send.send_data(
+        grpc_message(&proto::PublishRequest {
+            topic: topic.into(),
+            records: vec![record(None, "after")],
+        }),
+        true,
+    )
+    .unwrap();
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("headers in time")
+        .expect("the connection is still up");
+    grpc_status(response).await
+}
+
+/// The grpc-status of a response, trailers-only or not.
+async fn grpc_status(response: http::Response<h2::RecvStream>) -> String {
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_string();
+    }
+    let mut body = response.into_body();
+    let read = async {
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("the stream stays up");
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+        }
+        body.trailers().await.unwrap().expect("trailers")
+    };
+    let trailers = tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the answer ends");
+    trailers
+        .get("grpc-status")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Small frames that arrive on a stream the gateway already answered and dropped
+/// must not count against the connection for good: h2 charges its small-frame
+/// budget for them and never gives it back, and once that budget was gone it
+/// closed the whole connection (GOAWAY ENHANCE_YOUR_CALM).
+#[tokio::test]
+async fn small_frames_after_a_stream_ended_do_not_close_the_connection() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut client = raw_client(&gw).await;
+    for _ in 0..4 {
+        let (response, mut send) = client
+            .send_request(
+                grpc_request("/kafka_gateway.v1.PublisherService/PublishStream"),
+                false,
+            )
+            .expect("the connection takes a new stream");
+        // Not a PublishStreamRequest: the stream fails at once, and its body is
+        // dropped while the client goes on sending.
+        let mut bad = BytesMut::new();
+        bad.put_u8(0);
+        bad.put_u32(4);
+        bad.put_slice(&[0xff; 4]);
+        send.send_data(bad.freeze(), false).unwrap();
+        for _ in 0..20_000 {
+            if send.send_data(Bytes::from_static(b"x"), false).is_err() {
+                break;
+            }
+        }
+        let response = tokio::time::timeout(PATIENCE, response)
+            .await
+            .expect("headers in time")
+            .expect("the connection is still up");
+        let status = grpc_status(response).await;
+        assert_ne!(status, "0", "the bad stream was not refused");
+        // Let the frames reach the gateway before the next round.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(raw_publish(&mut client, &topic).await, "0");
+    gw.stop().await;
+}

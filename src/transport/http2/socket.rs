@@ -20,14 +20,19 @@ use tokio::{
 
 /// Bytes h2 may read in one turn of the connection task, which then moves the
 /// frames out of h2 before it reads more. h2 holds each frame as an event of
-/// about 256 bytes until then, so a turn holds at most `READ_PER_TURN` frames:
-/// [`FRAME_BUDGET`] covers even frames of one byte.
+/// about 256 bytes until then, so a turn holds at most `READ_PER_TURN` frames.
 pub const READ_PER_TURN: usize = 16 * 1024;
 
-/// h2's budget for the framing overhead of frames it holds (its default is half
-/// the connection window; the connection task empties h2 every turn, so this
-/// bounds a turn's frames instead).
-pub const FRAME_BUDGET: usize = READ_PER_TURN * 256;
+/// h2's budget for the framing overhead of small DATA frames, in effect none.
+/// h2 also charges it for frames that arrive on a stream after the service
+/// dropped its body or after h2 reset the stream, and never gives those back: any
+/// finite budget ran out over a connection's life once a few streams of small
+/// records ended while their client was still sending (20,000 one-byte frames
+/// after an answer cost 5 MB of it), and h2 then closed the whole connection
+/// with GOAWAY ENHANCE_YOUR_CALM. What h2 holds is bounded here instead: the
+/// connection task moves every frame out each turn and a turn reads at most
+/// [`READ_PER_TURN`] bytes; frames of a dropped body are discarded.
+pub const FRAME_BUDGET: usize = usize::MAX / 4;
 
 /// How long a closing connection still reads (and discards) what the client
 /// sends after the gateway's last frame. Closing a socket with unread bytes
