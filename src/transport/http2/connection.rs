@@ -200,6 +200,15 @@ where
     }
 }
 
+impl Drop for OpenBody {
+    /// A connection that ends before the body did (a client found unresponsive, a
+    /// write error) fails it, so a service waiting for more is woken; after the
+    /// body's end this changes nothing.
+    fn drop(&mut self) {
+        self.inbox.fail(h2::Error::from(h2::Reason::CANCEL));
+    }
+}
+
 impl OpenBody {
     /// Moves what h2 holds of this body into its inbox; false once the body is
     /// over (ended or failed) or the service dropped it. Dropped, the h2 stream

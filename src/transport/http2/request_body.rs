@@ -21,8 +21,8 @@ use std::{
 };
 use tonic::codegen::http::HeaderMap;
 
-/// Frames smaller than this are copied together, so a stream of tiny frames costs
-/// its bytes and not an allocation and a queue entry per frame.
+/// Frames smaller than this are always copied together, so a stream of tiny frames
+/// costs its bytes and not an allocation and a queue entry per frame.
 const PACK_BELOW: usize = 1024;
 
 /// The most the service is given in one piece.
@@ -38,9 +38,9 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    /// Large frames, as h2 gave them.
+    /// A large frame as h2 gave it, when it came to an empty inbox.
     pieces: VecDeque<Bytes>,
-    /// Small frames that came after the last large one, packed.
+    /// Everything else, copied together after it.
     packed: BytesMut,
     /// Whether the client ended the body, and with which trailers.
     end: Option<End>,
@@ -84,13 +84,12 @@ impl Inbox {
         if state.reader_gone {
             return;
         }
-        if data.len() < PACK_BELOW {
+        // A frame h2 hands over keeps its whole read buffer alive (8 KiB or more),
+        // so only a large frame that the service can take at once stays as it is;
+        // whatever has to wait is copied, and an inbox holds about its bytes.
+        if data.len() < PACK_BELOW || !state.pieces.is_empty() || !state.packed.is_empty() {
             state.packed.extend_from_slice(&data);
         } else {
-            if !state.packed.is_empty() {
-                let packed = state.packed.split().freeze();
-                state.pieces.push_back(packed);
-            }
             state.pieces.push_back(data);
         }
         if let Some(reader) = state.reader.take() {
