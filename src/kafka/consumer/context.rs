@@ -49,20 +49,21 @@ impl ConsumerContext for GroupContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                info!(group = %self.group, partitions = %describe(partitions), "partitions assigned");
                 let pinned = self.pin_starts(consumer, partitions);
+                info!(group = %self.group, partitions = %describe(partitions), "partitions assigned");
                 self.delivered.assign(partitions, &pinned);
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
                     consumer.assign(partitions)
                 };
-                if let Err(err) = assigned {
-                    warn!(group = %self.group, %err, "assigning partitions failed");
+                match assigned {
+                    // The pinned starts are committed at once, so that an owner
+                    // after this one resumes there even if this member delivers
+                    // nothing.
+                    Ok(()) => self.delivered.commit(consumer),
+                    Err(err) => warn!(group = %self.group, %err, "assigning partitions failed"),
                 }
-                // The pinned starts are committed at once, so that an owner after
-                // this one resumes there even if this member delivers nothing.
-                self.delivered.commit(consumer);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 info!(group = %self.group, partitions = %describe(partitions), "partitions revoked");

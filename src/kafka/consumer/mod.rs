@@ -59,7 +59,7 @@ pub struct ConsumerManager {
     /// Start floors of the LATEST group subscriptions alive here, by group: a
     /// member that joins takes the older floors, so its group skips nothing
     /// published after the first of them started.
-    floors: Mutex<HashMap<String, Weak<Floors>>>,
+    floors: Mutex<HashMap<String, Vec<Weak<Floors>>>>,
     fanout: FanOut,
     /// Set once `shutdown` is cancelled, for streams to read on every poll (the
     /// token's own check takes a lock); a task started with the first subscription
@@ -384,17 +384,21 @@ impl ConsumerManager {
         let ends = self.offsets.ends(partitions.clone()).await?;
         let mut floors: Floors = partitions.into_iter().zip(ends).collect();
         let mut live = self.floors.lock().expect("floors lock");
-        live.retain(|_, f| f.strong_count() > 0);
-        if let Some(earlier) = live.get(group).and_then(Weak::upgrade) {
-            for (key, &floor) in earlier.iter() {
-                floors
-                    .entry(key.clone())
-                    .and_modify(|f| *f = (*f).min(floor))
-                    .or_insert(floor);
+        live.retain(|_, members| {
+            members.retain(|f| f.strong_count() > 0);
+            !members.is_empty()
+        });
+        let members = live.entry(group.to_string()).or_default();
+        // Only this member's own partitions: floors never grow beyond its topics.
+        for earlier in members.iter().filter_map(Weak::upgrade) {
+            for (key, floor) in floors.iter_mut() {
+                if let Some(&older) = earlier.get(key) {
+                    *floor = (*floor).min(older);
+                }
             }
         }
         let floors = Arc::new(floors);
-        live.insert(group.to_string(), Arc::downgrade(&floors));
+        members.push(Arc::downgrade(&floors));
         Ok(Some(floors))
     }
 

@@ -60,6 +60,9 @@ struct Inner {
     next_generation: u64,
     assigned: HashMap<Partition, u64>,
     pending: HashMap<Partition, i64>,
+    /// Starts chosen for partitions without a committed offset, until the first
+    /// record of the partition is delivered.
+    pinned: HashMap<Partition, i64>,
     /// Highest offset handed to a commit per partition, so a failed older commit
     /// never puts back an offset below a newer one.
     taken: HashMap<Partition, i64>,
@@ -146,6 +149,20 @@ impl DeliveredOffsets {
         if inner.assigned.get(&key) != Some(&generation) {
             return false;
         }
+        if let Some(pin) = inner.pinned.remove(&key) {
+            if offset < pin {
+                // librdkafka started below the pinned start (it was out of range,
+                // the log truncated or recreated, and "latest" reset it): the pin
+                // must not commit past what is delivered from here.
+                warn!(topic = %key.0, partition, offset, pin, "a partition started below its pinned start");
+                if inner.pending.get(&key) == Some(&pin) {
+                    inner.pending.remove(&key);
+                }
+                if inner.taken.get(&key) == Some(&pin) {
+                    inner.taken.remove(&key);
+                }
+            }
+        }
         if self.client_acks() {
             if inner
                 .last_delivered
@@ -189,6 +206,7 @@ impl DeliveredOffsets {
         }
         for (topic, partition, start) in pinned {
             inner.pending.insert((topic.clone(), *partition), *start);
+            inner.pinned.insert((topic.clone(), *partition), *start);
         }
         inner.push_event(SubscriptionEvent::Assigned(event));
         drop(inner);
@@ -204,6 +222,7 @@ impl DeliveredOffsets {
         for p in partitions.elements() {
             let key = (TopicName::trusted(p.topic()), p.partition());
             inner.assigned.remove(&key);
+            inner.pinned.remove(&key);
             inner.taken.remove(&key);
             inner.last_delivered.remove(&key);
             if let Some(outstanding) = inner.outstanding.remove(&key) {
@@ -237,7 +256,7 @@ impl DeliveredOffsets {
     pub fn commit<C: ConsumerContext>(&self, consumer: &impl Consumer<C>) {
         if let Some(offsets) = self.take() {
             if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
-                warn!(%err, "offset commit failed; retrying at the next interval");
+                warn!(%err, "offset commit failed; kept for the next commit");
                 self.restore(&offsets);
             }
         }
@@ -337,6 +356,21 @@ mod tests {
             offsets_of(d.revoke(&list(&[("t", 0, None), ("t", 1, None)]))),
             vec![("t".into(), 1, 40)],
             "a pinned start whose commit failed is committed on revoke"
+        );
+    }
+
+    #[test]
+    fn a_partition_that_starts_below_its_pin_commits_what_it_delivers() {
+        let d = DeliveredOffsets::default();
+        let t = TopicName::trusted("t");
+        d.assign(&list(&[("t", 0, None)]), &[(t.clone(), 0, 40)]);
+        let pinned = d.take().unwrap();
+        assert!(d.mark(&t, 0, 5, d.generation(&t, 0)));
+        d.restore(&pinned);
+        assert_eq!(
+            offsets_of(d.take()),
+            vec![("t".into(), 0, 6)],
+            "the pin committed past a record delivered below it"
         );
     }
 
