@@ -21,9 +21,12 @@ use std::{
 };
 use tonic::codegen::http::HeaderMap;
 
-/// Frames smaller than this are always copied together, so a stream of tiny frames
-/// costs its bytes and not an allocation and a queue entry per frame.
-const PACK_BELOW: usize = 1024;
+/// Frames smaller than this are copied together, so a stream of small frames costs
+/// its bytes and not an allocation and a queue entry per frame. It is also the
+/// size of h2's read buffer: a frame as h2 hands it over keeps the part of that
+/// buffer it was cut from alive, so a larger frame pins at most about twice its
+/// size, while one of 1 KiB kept as it is could pin 8 to 16 times as much.
+const PACK_BELOW: usize = 8 * 1024;
 
 /// The most the service is given in one piece.
 const MAX_PIECE: usize = 64 * 1024;
@@ -38,9 +41,9 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    /// A large frame as h2 gave it, when it came to an empty inbox.
+    /// Large frames, as h2 gave them.
     pieces: VecDeque<Bytes>,
-    /// Everything else, copied together after it.
+    /// Small frames that came after the last large one, packed.
     packed: BytesMut,
     /// Whether the client ended the body, and with which trailers.
     end: Option<End>,
@@ -84,12 +87,13 @@ impl Inbox {
         if state.reader_gone {
             return;
         }
-        // A frame h2 hands over keeps its whole read buffer alive (8 KiB or more),
-        // so only a large frame that the service can take at once stays as it is;
-        // whatever has to wait is copied, and an inbox holds about its bytes.
-        if data.len() < PACK_BELOW || !state.pieces.is_empty() || !state.packed.is_empty() {
+        if data.len() < PACK_BELOW {
             state.packed.extend_from_slice(&data);
         } else {
+            if !state.packed.is_empty() {
+                let packed = state.packed.split().freeze();
+                state.pieces.push_back(packed);
+            }
             state.pieces.push_back(data);
         }
         if let Some(reader) = state.reader.take() {
