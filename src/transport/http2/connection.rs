@@ -3,7 +3,7 @@
 //! every turn, pings the client, and closes gracefully at shutdown.
 
 use super::{
-    request_body::{Inbox, RequestBody},
+    request_body::{BodySignal, Inbox, RequestBody},
     respond,
     socket::{Socket, FRAME_BUDGET, READ_PER_TURN},
     Http2Settings,
@@ -18,7 +18,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 use tokio::{net::TcpStream, time::Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -130,6 +130,8 @@ struct Connection<S> {
 struct OpenBody {
     stream: h2::RecvStream,
     inbox: Arc<Inbox>,
+    /// Raises the inbox's signal: h2 wakes it when this stream has news.
+    waker: Waker,
 }
 
 impl<S, B> Connection<S>
@@ -159,7 +161,7 @@ where
                 Poll::Pending => break Poll::Pending,
             }
         };
-        self.bodies.retain_mut(|body| body.drain(cx));
+        self.bodies.retain_mut(OpenBody::drain);
         if accepted.is_pending() && self.keepalive.poll_unresponsive(cx).is_ready() {
             return Poll::Ready(Err(Closed::Unresponsive));
         }
@@ -175,12 +177,14 @@ where
         let (mut head, mut stream) = request.into_parts();
         head.extensions.insert(self.info.clone());
         let ended = stream.is_end_stream();
-        let inbox = Arc::new(Inbox::new(ended, self.woken.clone()));
+        let signal = BodySignal::new(self.woken.clone());
+        let inbox = Arc::new(Inbox::new(ended, signal.clone()));
         let body = RequestBody::new(inbox.clone(), stream.flow_control().clone());
         if !ended {
             self.bodies.push(OpenBody {
                 stream,
                 inbox: inbox.clone(),
+                waker: Waker::from(signal),
             });
         }
         let request = Request::from_parts(head, body);
@@ -210,15 +214,20 @@ impl Drop for OpenBody {
 }
 
 impl OpenBody {
-    /// Moves what h2 holds of this body into its inbox; false once the body is
-    /// over (ended or failed) or the service dropped it. Dropped, the h2 stream
+    /// Moves what h2 holds of this body into its inbox, if its signal says there
+    /// is news; false once the body is over (ended or failed) or the service
+    /// dropped it. Dropped, the h2 stream
     /// ignores what still comes: the stream's window is not given back, so the
     /// client sends no more on it, and the answer goes on; once it is sent, h2
     /// asks the client to stop (RST_STREAM NO_ERROR, after the answer's frames).
-    fn drain(&mut self, cx: &mut Context<'_>) -> bool {
+    fn drain(&mut self) -> bool {
+        if !self.inbox.signal.take() {
+            return true;
+        }
         if self.inbox.reader_gone() {
             return false;
         }
+        let cx = &mut Context::from_waker(&self.waker);
         loop {
             match self.stream.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => self.inbox.push(data),

@@ -16,8 +16,11 @@ use http_body::{Body, Frame, SizeHint};
 use std::{
     collections::VecDeque,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Waker},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    task::{Context, Poll, Wake, Waker},
 };
 use tonic::codegen::http::HeaderMap;
 
@@ -31,12 +34,47 @@ const PACK_BELOW: usize = 8 * 1024;
 /// The most the service is given in one piece.
 const MAX_PIECE: usize = 64 * 1024;
 
+/// Tells the connection task that one body needs a look: h2 has frames or the
+/// end for it (h2 wakes it as the body's waker), or its reader went away. A turn
+/// then skips the bodies with nothing new rather than take h2's lock for each of
+/// the connection's open streams.
+pub(super) struct BodySignal {
+    due: AtomicBool,
+    connection: Arc<AtomicWaker>,
+}
+
+impl BodySignal {
+    /// A signal that is due at first, so a new body gets its first look.
+    pub(super) fn new(connection: Arc<AtomicWaker>) -> Arc<BodySignal> {
+        Arc::new(BodySignal {
+            due: AtomicBool::new(true),
+            connection,
+        })
+    }
+
+    /// Whether the body needs a look; clears the signal.
+    pub(super) fn take(&self) -> bool {
+        self.due.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for BodySignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.due.store(true, Ordering::Release);
+        self.connection.wake();
+    }
+}
+
 /// What the connection task has drained of one request body and the service has
 /// not taken yet.
 pub(super) struct Inbox {
     state: Mutex<InboxState>,
-    /// The connection task, woken when the service drops the body.
-    connection: Arc<AtomicWaker>,
+    /// Raised when the service drops the body.
+    pub(super) signal: Arc<BodySignal>,
 }
 
 #[derive(Default)]
@@ -62,13 +100,13 @@ enum End {
 
 impl Inbox {
     /// An inbox for a body that `ended` already (a request without one) or is open.
-    pub(super) fn new(ended: bool, connection: Arc<AtomicWaker>) -> Inbox {
+    pub(super) fn new(ended: bool, signal: Arc<BodySignal>) -> Inbox {
         Inbox {
             state: Mutex::new(InboxState {
                 end: ended.then_some(End::Done(None)),
                 ..InboxState::default()
             }),
-            connection,
+            signal,
         }
     }
 
@@ -199,6 +237,6 @@ impl Drop for RequestBody {
         state.pieces.clear();
         state.packed = BytesMut::new();
         drop(state);
-        self.inbox.connection.wake();
+        self.inbox.signal.wake_by_ref();
     }
 }
