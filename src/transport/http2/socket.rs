@@ -81,15 +81,12 @@ impl AsyncRead for Socket {
             return Poll::Pending;
         }
         let limit = allowed.min(buf.remaining());
-        let mut limited = buf.take(limit);
-        let before = limited.filled().len();
+        // Zeroes what of the limit is not initialized yet (at most 16 KiB a read),
+        // so that the read below needs no unsafe code to hand its bytes back.
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
         let polled = Pin::new(&mut self.tcp).poll_read(cx, &mut limited);
-        let read = limited.filled().len() - before;
+        let read = limited.filled().len();
         if let Poll::Ready(Ok(())) = polled {
-            // `take` reads into the same memory: advance the caller's buffer.
-            // SAFETY: `read` bytes from the start of `buf`'s unfilled part were
-            // just filled by the read above.
-            unsafe { buf.assume_init(read) };
             buf.advance(read);
             self.allowance.fetch_sub(read, Ordering::Relaxed);
         }
