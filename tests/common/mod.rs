@@ -375,12 +375,18 @@ impl GatewayProcess {
 
     /// Sends `signal` (e.g. "TERM", "KILL") to the process.
     pub fn signal(&self, signal: &str) {
-        let sent = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(self.child.id(), signal);
     }
+}
+
+/// Sends `signal` (e.g. "TERM", "STOP") to the process `pid`, through kill(1) so
+/// that the tests need no unsafe code.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "signal {signal} to {pid}");
 }
 
 impl Drop for GatewayProcess {
@@ -456,8 +462,7 @@ impl OwnBroker {
     /// got the same offset); Kafka keeps them across a process kill.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
-            // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            send_signal(child.id(), "TERM");
             let started = std::time::Instant::now();
             while child.try_wait().ok().flatten().is_none() {
                 if started.elapsed() > PATIENCE {
@@ -475,19 +480,17 @@ impl OwnBroker {
     /// Freezes the broker (SIGSTOP): connections stay open and nothing is
     /// answered, as with a broker stuck in a long pause.
     pub fn pause(&self) {
-        self.send(libc::SIGSTOP);
+        self.send("STOP");
     }
 
     /// Lets a paused broker go on (SIGCONT).
     pub fn resume(&self) {
-        self.send(libc::SIGCONT);
+        self.send("CONT");
     }
 
-    fn send(&self, signal: libc::c_int) {
+    fn send(&self, signal: &str) {
         let child = self.process.as_ref().expect("the broker runs");
-        // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
-        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        assert_eq!(sent, 0, "signal {signal} to the broker");
+        send_signal(child.id(), signal);
     }
 
     /// Creates `name` with `partitions` partitions on this broker.
@@ -500,8 +503,7 @@ impl Drop for OwnBroker {
     fn drop(&mut self) {
         // A paused broker would not see SIGTERM.
         if let Some(child) = &self.process {
-            // SAFETY: as in `send`.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+            send_signal(child.id(), "CONT");
         }
         self.stop();
     }
