@@ -1,7 +1,7 @@
 //! The PublishStream loop: read records from the client, hand each to the shared
 //! producer, answer each as the broker acknowledges it.
 
-use super::{convert, proto};
+use super::{convert, proto, status};
 use crate::{
     domain::{prefix, OutgoingRecord, TopicName},
     kafka::{Deliveries, ProducerManager},
@@ -96,7 +96,7 @@ pub async fn run(
                         // A request that cannot be decoded (too large, malformed) ends
                         // the stream with its status, after the records in flight are
                         // answered; a cancelled client makes the sends fail, and we stop.
-                        Err(status) => break 'reading Some(status),
+                        Err(status) => break 'reading Some(status::undecodable(status)),
                     };
                     let topic = default_topic.get_or_insert_with(|| topic_of(&request.topic)).clone();
                     let position = index;

@@ -21,6 +21,21 @@ impl From<kafka::Error> for Status {
     }
 }
 
+/// The status for a streamed request tonic could not decode: the client's fault,
+/// so INVALID_ARGUMENT for a malformed message (tonic says INTERNAL) and
+/// RESOURCE_EXHAUSTED for one over the size limit (tonic says OUT_OF_RANGE);
+/// anything else (a cancelled or reset stream) as tonic reported it.
+pub fn undecodable(status: Status) -> Status {
+    match status.code() {
+        Code::Internal => Status::invalid_argument(format!(
+            "the request could not be decoded: {}",
+            status.message()
+        )),
+        Code::OutOfRange => Status::resource_exhausted(status.message().to_string()),
+        _ => status,
+    }
+}
+
 fn kafka_code(err: &kafka::Error) -> Code {
     use kafka::Error as K;
     match err {

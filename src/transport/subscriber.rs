@@ -4,10 +4,10 @@
 use super::{
     convert,
     deadline::{self, Deadline, DeadlineStream},
-    proto,
+    proto, status,
 };
 use crate::domain::Excerpt;
-use crate::kafka::{self, ConsumerManager, Subscription};
+use crate::kafka::{ConsumerManager, Subscription};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
 use tokio::sync::mpsc;
@@ -96,12 +96,10 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         let deadline = Deadline::of(&request);
         let mut requests = request.into_inner();
         let first = deadline::within(deadline, "the first ConsumeRequest arrived", async {
-            requests
-                .message()
-                .await
-                .map_err(|s| kafka::Error::Unavailable(s.message().to_string()))
+            Ok::<_, crate::Error>(requests.message().await)
         })
-        .await?;
+        .await?
+        .map_err(status::undecodable)?;
         let Some(proto::ConsumeRequest {
             request: Some(proto::consume_request::Request::Subscribe(mut subscribe)),
         }) = first
