@@ -154,6 +154,17 @@ async fn bad_acks_get_clear_errors() {
     let status = ack(&mut subscriber, &id, &[&never]).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("not delivered"), "{status:?}");
+    // A partition the subscription never read, and a negative partition, are
+    // records it never delivered (these were FAILED_PRECONDITION, as if revoked,
+    // and the negative one was not checked).
+    for partition in [7, -5] {
+        let elsewhere = proto::ConsumedRecord {
+            partition,
+            ..first.clone()
+        };
+        let status = ack(&mut subscriber, &id, &[&elsewhere]).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
 
     let no_group = proto::SubscribeRequest {
         ack_mode: AckMode::Client as i32,

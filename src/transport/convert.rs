@@ -264,7 +264,16 @@ pub fn record_positions(
     ValidationError::check_count("records", records.len(), MAX_ACK_RECORDS)?;
     records
         .into_iter()
-        .map(|r| Ok((TopicName::new(&r.topic)?, r.partition, r.offset)))
+        .enumerate()
+        .map(|(i, r)| {
+            if r.partition < 0 || r.offset < 0 {
+                return Err(ValidationError::Subscription(format!(
+                    "records[{i}] names partition {} offset {}: neither can be negative",
+                    r.partition, r.offset
+                )));
+            }
+            Ok((TopicName::new(&r.topic)?, r.partition, r.offset))
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     sync::Mutex,
     task::Context,
 };
@@ -59,6 +59,9 @@ struct Inner {
     events: VecDeque<SubscriptionEvent>,
     next_generation: u64,
     assigned: HashMap<Partition, u64>,
+    /// Every partition this subscription was ever given, to tell an ack for a
+    /// revoked partition from one for a partition it never read.
+    ever_assigned: HashSet<Partition>,
     pending: HashMap<Partition, i64>,
     /// Starts chosen for partitions without a committed offset, until the first
     /// record of the partition is delivered.
@@ -103,9 +106,14 @@ impl DeliveredOffsets {
     pub fn ack(&self, topic: &TopicName, partition: i32, offset: i64) -> Result<(), Error> {
         let mut inner = self.lock();
         let key = (topic.clone(), partition);
+        if !inner.ever_assigned.contains(&key) {
+            return Err(Error::UnknownRecord(format!(
+                "offset {offset} of {topic}/{partition} was not delivered by this subscription: it never read that partition"
+            )));
+        }
         if !inner.assigned.contains_key(&key) {
             return Err(Error::AckRefused(format!(
-                "{topic}/{partition} is not assigned to this subscription (revoked since?); its unacknowledged records go to the partition's new owner"
+                "{topic}/{partition} was revoked from this subscription; its unacknowledged records go to the partition's new owner"
             )));
         }
         let removed = inner
@@ -202,6 +210,7 @@ impl DeliveredOffsets {
             let generation = inner.next_generation;
             let key = (TopicName::trusted(p.topic()), p.partition());
             event.push(key.clone());
+            inner.ever_assigned.insert(key.clone());
             inner.assigned.insert(key, generation);
         }
         for (topic, partition, start) in pinned {
