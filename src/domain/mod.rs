@@ -8,7 +8,7 @@ mod subscription;
 mod topic;
 
 pub use error::{prefix, Excerpt, ValidationError};
-pub use record::{ConsumedRecord, Delivered, Header, OutgoingRecord, RecordTimestamp};
+pub use record::{ConsumedRecord, Header, OutgoingRecord, Placement, RecordTimestamp};
 pub use subscription::{
     check_group_id, AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec,
     MAX_PARTITIONS, MAX_TOPICS,

@@ -89,7 +89,7 @@ impl RecordTimestamp {
 
 /// Where the broker stored a published record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
+pub struct Placement {
     /// Partition written to.
     pub partition: i32,
     /// Offset assigned.

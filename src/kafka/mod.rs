@@ -10,7 +10,7 @@ mod producer;
 pub use client_config::KafkaSettings;
 pub use consumer::{ConsumerManager, Subscription};
 pub use error::Error;
-pub use producer::{Deliveries, Outcome, ProducerManager};
+pub use producer::{AckCollector, Outcome, ProducerManager};
 
 use crate::domain::RecordTimestamp;
 

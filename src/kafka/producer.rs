@@ -2,13 +2,13 @@
 //! requests are batched together and the broker sees one idempotent producer.
 //!
 //! librdkafka's delivery report for each record (on the producer's polling thread,
-//! or the thread that flushes it) goes to a [`Deliveries`] collector that the
+//! or the thread that flushes it) goes to an [`AckCollector`] that the
 //! batched Publish or PublishStream waiting for it drains in batches: no channel,
 //! future or wakeup per record.
 
 use super::record_timestamp;
 use super::{metadata::TopicLookup, Error, KafkaSettings};
-use crate::domain::{Delivered, OutgoingRecord, TopicName};
+use crate::domain::{OutgoingRecord, Placement, TopicName};
 use futures::task::AtomicWaker;
 use rdkafka::{
     client::ClientContext,
@@ -23,23 +23,23 @@ use std::{
 };
 
 /// A record's acknowledgement, or why it failed.
-pub type Outcome = Result<Delivered, Error>;
+pub type Outcome = Result<Placement, Error>;
 
 /// Where librdkafka's answer for one record goes: a collector, under the
 /// caller's tag.
 struct Target {
-    deliveries: Arc<Deliveries>,
+    deliveries: Arc<AckCollector>,
     tag: u64,
 }
 
 /// Collects the acknowledgements of many records as they come, for one reader.
 #[derive(Default)]
-pub struct Deliveries {
+pub struct AckCollector {
     ready: Mutex<Vec<(u64, Outcome)>>,
     waker: AtomicWaker,
 }
 
-impl Deliveries {
+impl AckCollector {
     fn push(&self, tag: u64, outcome: Outcome) {
         self.ready
             .lock()
@@ -60,7 +60,7 @@ impl Deliveries {
         }
     }
 
-    /// [`Deliveries::poll_ready`] as a future.
+    /// [`AckCollector::poll_ready`] as a future.
     pub async fn ready(&self) -> Vec<(u64, Outcome)> {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
@@ -76,7 +76,7 @@ impl ProducerContext for Router {
 
     fn delivery(&self, result: &DeliveryResult<'_>, target: Box<Target>) {
         let outcome = match result {
-            Ok(message) => Ok(Delivered {
+            Ok(message) => Ok(Placement {
                 partition: message.partition(),
                 offset: message.offset(),
                 timestamp: record_timestamp(message.timestamp()),
@@ -120,7 +120,7 @@ impl ProducerManager {
         &self,
         topic: &TopicName,
         records: &[OutgoingRecord],
-    ) -> Result<Vec<Delivered>, Error> {
+    ) -> Result<Vec<Placement>, Error> {
         let count = records.len();
         let at = |index: usize| {
             move |source: Error| Error::Record {
@@ -139,7 +139,7 @@ impl ProducerManager {
             }
         }
         // Checked above, all before any record is written.
-        let deliveries = Arc::new(Deliveries::default());
+        let deliveries = Arc::new(AckCollector::default());
         for (index, record) in records.iter().enumerate() {
             self.send(topic, record, &deliveries, index as u64)
                 .map_err(at(index))?;
@@ -168,7 +168,7 @@ impl ProducerManager {
         &self,
         topic: &TopicName,
         record: &OutgoingRecord,
-        deliveries: &Arc<Deliveries>,
+        deliveries: &Arc<AckCollector>,
         tag: u64,
     ) -> Result<(), Error> {
         self.topics.partition_count(topic).await?;
@@ -183,7 +183,7 @@ impl ProducerManager {
         &self,
         topic: &TopicName,
         record: &OutgoingRecord,
-        deliveries: &Arc<Deliveries>,
+        deliveries: &Arc<AckCollector>,
         tag: u64,
     ) -> Result<(), Error> {
         self.producer

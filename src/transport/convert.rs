@@ -3,9 +3,9 @@
 
 use super::proto;
 use crate::domain::{
-    check_group_id, AckMode, ConsumedRecord, Delivered, GroupStart, Header, OutgoingRecord,
-    PartitionStart, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName,
-    ValidationError, MAX_PARTITIONS, MAX_TOPICS,
+    check_group_id, AckMode, ConsumedRecord, GroupStart, Header, OutgoingRecord, PartitionStart,
+    Placement, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName, ValidationError,
+    MAX_PARTITIONS, MAX_TOPICS,
 };
 
 /// Most records one Publish may carry: the records of one call go to the shared
@@ -63,7 +63,7 @@ pub fn record(
 }
 
 /// Where one published record was written.
-pub fn record_result(d: Delivered) -> proto::RecordResult {
+pub fn record_result(d: Placement) -> proto::RecordResult {
     proto::RecordResult {
         partition: d.partition,
         offset: d.offset,
@@ -72,7 +72,7 @@ pub fn record_result(d: Delivered) -> proto::RecordResult {
 }
 
 /// The response to a successful Publish.
-pub fn publish_response(delivered: Vec<Delivered>) -> proto::PublishResponse {
+pub fn publish_response(delivered: Vec<Placement>) -> proto::PublishResponse {
     proto::PublishResponse {
         results: delivered.into_iter().map(record_result).collect(),
     }

@@ -4,7 +4,7 @@
 use super::{convert, proto, status};
 use crate::{
     domain::{prefix, OutgoingRecord, TopicName},
-    kafka::{Deliveries, ProducerManager},
+    kafka::{AckCollector, ProducerManager},
     Error,
 };
 use futures::FutureExt;
@@ -64,7 +64,7 @@ pub async fn run(
     // Records handed to the producer and not yet answered: their correlation ids
     // by tag; their acknowledgements come through `deliveries`.
     let mut in_flight: HashMap<u64, String> = HashMap::new();
-    let deliveries = Arc::new(Deliveries::default());
+    let deliveries = Arc::new(AckCollector::default());
     let mut default_topic: Option<Result<TopicName, Status>> = None;
     let mut index = 0usize;
     // Made once: a fresh wait per loop turn registers and drops a waiter for every
@@ -196,7 +196,7 @@ async fn enqueue_in_order(
     producer: &ProducerManager,
     topic: &TopicName,
     record: &OutgoingRecord,
-    deliveries: &Arc<Deliveries>,
+    deliveries: &Arc<AckCollector>,
     tag: u64,
     shutdown: &CancellationToken,
 ) -> Result<(), Status> {

@@ -1,6 +1,6 @@
 //! Callbacks librdkafka makes on a group consumer: rebalances and commit results.
 
-use super::offsets::DeliveredOffsets;
+use super::offsets::CommitTracker;
 use crate::domain::TopicName;
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol},
@@ -26,7 +26,7 @@ pub struct GroupContext {
     /// Group id, for logs.
     pub group: String,
     /// Offsets delivered to the client and not yet committed.
-    pub delivered: Arc<DeliveredOffsets>,
+    pub delivered: Arc<CommitTracker>,
     /// For a LATEST group: the start of every partition of its topics that has no
     /// committed offset when this member gets it.
     pub floors: Option<Arc<Floors>>,

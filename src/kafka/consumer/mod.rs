@@ -26,7 +26,7 @@ use crate::domain::{
 };
 use context::{Floors, GroupContext};
 use fanout::FanOut;
-use offsets::DeliveredOffsets;
+use offsets::CommitTracker;
 use pump::{Commits, Pump};
 use rdkafka::{
     consumer::{
@@ -55,7 +55,7 @@ pub struct ConsumerManager {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Client-acknowledged subscriptions by id.
-    acks: Mutex<HashMap<String, Weak<DeliveredOffsets>>>,
+    acks: Mutex<HashMap<String, Weak<CommitTracker>>>,
     /// Start floors of the LATEST group subscriptions alive here, by group: a
     /// member that joins takes the older floors, so its group skips nothing
     /// published after the first of them started.
@@ -286,7 +286,7 @@ impl ConsumerManager {
 
     /// Gives a client-acknowledged subscription an id for its acks. Entries of
     /// ended subscriptions (their tracking dropped with the consumer) go here too.
-    fn register_acks(&self, delivered: &Arc<DeliveredOffsets>) -> String {
+    fn register_acks(&self, delivered: &Arc<CommitTracker>) -> String {
         let id = subscription_id();
         let mut acks = self.acks.lock().expect("ack registry lock");
         acks.retain(|_, d| d.strong_count() > 0);
@@ -325,7 +325,7 @@ impl ConsumerManager {
             GroupStart::Latest => ("latest", self.floors(&group_id, &topics).await?),
             GroupStart::Earliest => ("earliest", None),
         };
-        let delivered = Arc::new(DeliveredOffsets::new(acks));
+        let delivered = Arc::new(CommitTracker::new(acks));
         let context = GroupContext {
             group: group_id.clone(),
             delivered: delivered.clone(),
@@ -469,7 +469,7 @@ impl ConsumerManager {
         consumer: StreamConsumer<C>,
         topics: Vec<TopicName>,
         commits: Option<Commits>,
-        delivered: Option<Arc<DeliveredOffsets>>,
+        delivered: Option<Arc<CommitTracker>>,
         started: Option<String>,
     ) -> Subscription {
         let (tx, rx) = readahead::channel(self.settings.subscribe_buffer);

@@ -36,16 +36,16 @@ type Partition = (TopicName, i32);
 /// With [`AckMode::Client`] a delivered record becomes committable only once the
 /// client acknowledged it, and a partition commits up to its first delivered record
 /// still unacknowledged.
-pub struct DeliveredOffsets {
+pub struct CommitTracker {
     mode: AckMode,
     inner: Mutex<Inner>,
     /// Wakes the stream when an ack frees room or a control event arrives.
     waker: AtomicWaker,
 }
 
-impl Default for DeliveredOffsets {
+impl Default for CommitTracker {
     fn default() -> Self {
-        DeliveredOffsets::new(AckMode::Auto)
+        CommitTracker::new(AckMode::Auto)
     }
 }
 
@@ -71,10 +71,10 @@ struct Inner {
     taken: HashMap<Partition, i64>,
 }
 
-impl DeliveredOffsets {
+impl CommitTracker {
     /// Tracking for a subscription in `mode`.
-    pub fn new(mode: AckMode) -> DeliveredOffsets {
-        DeliveredOffsets {
+    pub fn new(mode: AckMode) -> CommitTracker {
+        CommitTracker {
             mode,
             inner: Mutex::new(Inner::default()),
             waker: AtomicWaker::new(),
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn commits_one_past_the_highest_delivered_offset() {
-        let d = DeliveredOffsets::default();
+        let d = CommitTracker::default();
         let t = TopicName::trusted("t");
         d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_pinned_start_is_committed_before_anything_is_delivered() {
-        let d = DeliveredOffsets::default();
+        let d = CommitTracker::default();
         let t = TopicName::trusted("t");
         d.assign(
             &list(&[("t", 0, None), ("t", 1, None)]),
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_partition_that_starts_below_its_pin_commits_what_it_delivers() {
-        let d = DeliveredOffsets::default();
+        let d = CommitTracker::default();
         let t = TopicName::trusted("t");
         d.assign(&list(&[("t", 0, None)]), &[(t.clone(), 0, 40)]);
         let pinned = d.take().unwrap();
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn records_of_an_old_assignment_are_stale() {
-        let d = DeliveredOffsets::default();
+        let d = CommitTracker::default();
         let t = TopicName::trusted("t");
         d.assign(&list(&[("t", 0, None)]), &[]);
         let old = d.generation(&t, 0);
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn client_acks_commit_up_to_the_first_unacknowledged_record() {
-        let d = DeliveredOffsets::new(AckMode::Client { max_unacked: 10 });
+        let d = CommitTracker::new(AckMode::Client { max_unacked: 10 });
         let t = TopicName::trusted("t");
         d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn client_mode_counts_unacknowledged_records_against_the_limit() {
-        let d = DeliveredOffsets::new(AckMode::Client { max_unacked: 2 });
+        let d = CommitTracker::new(AckMode::Client { max_unacked: 2 });
         let t = TopicName::trusted("t");
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn a_failed_old_commit_never_moves_the_offset_back() {
-        let d = DeliveredOffsets::default();
+        let d = CommitTracker::default();
         let t = TopicName::trusted("t");
         d.assign(&list(&[("t", 0, None)]), &[]);
         let g = d.generation(&t, 0);

@@ -2,9 +2,9 @@
 //! buffer, commits for group subscriptions, and tears the consumer down.
 
 use super::{
-    offsets::DeliveredOffsets,
+    offsets::CommitTracker,
     readahead::{Refused, Writer},
-    subscription::Delivery,
+    subscription::TaggedRecord,
 };
 use crate::{
     domain::{ConsumedRecord, Header, TopicName},
@@ -43,7 +43,7 @@ const SLOW_CLOSE: Duration = Duration::from_secs(15);
 
 /// Group subscriptions commit delivered offsets on an interval.
 pub(super) struct Commits {
-    pub delivered: Arc<DeliveredOffsets>,
+    pub delivered: Arc<CommitTracker>,
     pub interval: Duration,
 }
 
@@ -83,7 +83,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
             ticker
         });
         let delivered = commits.map(|c| c.delivered);
-        let mut waiting: VecDeque<Delivery> = VecDeque::new();
+        let mut waiting: VecDeque<TaggedRecord> = VecDeque::new();
         let mut paused: HashSet<(TopicName, i32)> = HashSet::new();
         // Set while records wait for room in the buffer and nothing is paused yet.
         let mut stalled_at: Option<tokio::time::Instant> = None;
@@ -141,7 +141,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                                     let record = to_record(&message, topic_of(&message, &topics));
                                     drop(message);
                                     let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
-                                    let delivery = Delivery { record, generation };
+                                    let delivery = TaggedRecord { record, generation };
                                     if waiting.is_empty() {
                                         places += records.places(&delivery);
                                         batch.push(delivery);
@@ -272,7 +272,7 @@ pub(super) fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
 /// is down; the close waits for it anyway, and for at most the session timeout.
 pub(super) async fn teardown<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
-    delivered: Option<Arc<DeliveredOffsets>>,
+    delivered: Option<Arc<CommitTracker>>,
 ) {
     let mut closing = tokio::task::spawn_blocking(move || {
         if let Some(delivered) = &delivered {

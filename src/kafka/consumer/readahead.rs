@@ -11,7 +11,7 @@
 //! reaches half, so its last record may take it beyond), so the pump fills one
 //! while the stream empties the other.
 
-use super::subscription::Delivery;
+use super::subscription::TaggedRecord;
 use crate::kafka::Error;
 use std::{
     sync::Arc,
@@ -44,7 +44,7 @@ pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
 
 /// The pump's side.
 pub(super) struct Writer {
-    batches: mpsc::UnboundedSender<Result<(Vec<Delivery>, usize), Error>>,
+    batches: mpsc::UnboundedSender<Result<(Vec<TaggedRecord>, usize), Error>>,
     room: Arc<Semaphore>,
     capacity: usize,
 }
@@ -52,7 +52,7 @@ pub(super) struct Writer {
 /// Why a batch was not taken.
 pub(super) enum Refused {
     /// Not all of it fits now.
-    Full(Vec<Delivery>),
+    Full(Vec<TaggedRecord>),
     /// The subscription is gone.
     Closed,
 }
@@ -76,19 +76,19 @@ impl Writer {
 
     /// Places `delivery` takes: one, and one per [`SLOT_BYTES`] of payload, at most
     /// the batch limit (so that any record fits).
-    pub fn places(&self, delivery: &Delivery) -> usize {
+    pub fn places(&self, delivery: &TaggedRecord) -> usize {
         (1 + delivery.record.size() / SLOT_BYTES).min(self.batch_limit())
     }
 
     /// Places `deliveries` take in all.
-    pub fn places_of<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) -> usize {
+    pub fn places_of<'a>(&self, deliveries: impl IntoIterator<Item = &'a TaggedRecord>) -> usize {
         deliveries.into_iter().map(|d| self.places(d)).sum()
     }
 
     /// Places the first of `waiting` take, as many as fit the batch limit (at least
     /// the first): what [`Writer::reserve`] should wait for, so that none of the
     /// room goes unused.
-    pub fn front_places(&self, waiting: &std::collections::VecDeque<Delivery>) -> usize {
+    pub fn front_places(&self, waiting: &std::collections::VecDeque<TaggedRecord>) -> usize {
         let limit = self.batch_limit();
         let mut total = 0;
         for delivery in waiting {
@@ -102,7 +102,7 @@ impl Writer {
     }
 
     /// Sends `batch` if all of it fits now.
-    pub fn try_send(&self, batch: Vec<Delivery>) -> Result<(), Refused> {
+    pub fn try_send(&self, batch: Vec<TaggedRecord>) -> Result<(), Refused> {
         let places = self.places_of(&batch);
         let n = u32::try_from(places).unwrap_or(u32::MAX);
         match self.room.try_acquire_many(n) {
@@ -129,7 +129,7 @@ impl Writer {
     pub fn send_reserved(
         &self,
         room: Room<'_>,
-        records: &mut std::collections::VecDeque<Delivery>,
+        records: &mut std::collections::VecDeque<TaggedRecord>,
     ) -> Result<(), Refused> {
         let reserved = room.len();
         let (mut count, mut used) = (0, 0);
@@ -141,7 +141,7 @@ impl Writer {
             used += places;
             count += 1;
         }
-        let batch: Vec<Delivery> = records.drain(..count).collect();
+        let batch: Vec<TaggedRecord> = records.drain(..count).collect();
         room.0.forget();
         // Room reserved beyond the records that fit goes back.
         self.room.add_permits(reserved - used);
@@ -163,15 +163,15 @@ impl Writer {
 
 /// The subscription's side: records one by one, in the order sent.
 pub(super) struct Reader {
-    batches: mpsc::UnboundedReceiver<Result<(Vec<Delivery>, usize), Error>>,
+    batches: mpsc::UnboundedReceiver<Result<(Vec<TaggedRecord>, usize), Error>>,
     room: Arc<Semaphore>,
-    in_hand: std::vec::IntoIter<Delivery>,
+    in_hand: std::vec::IntoIter<TaggedRecord>,
     /// Places the batch in hand takes up, freed once all of it was taken.
     held: usize,
 }
 
 impl Reader {
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Error>>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<TaggedRecord, Error>>> {
         loop {
             if let Some(delivery) = self.in_hand.next() {
                 return Poll::Ready(Some(Ok(delivery)));
@@ -199,9 +199,9 @@ mod tests {
     use futures::{task::noop_waker_ref, FutureExt};
     use std::collections::VecDeque;
 
-    fn deliveries(offsets: std::ops::Range<i64>) -> Vec<Delivery> {
+    fn deliveries(offsets: std::ops::Range<i64>) -> Vec<TaggedRecord> {
         offsets
-            .map(|offset| Delivery {
+            .map(|offset| TaggedRecord {
                 record: ConsumedRecord {
                     topic: TopicName::trusted("t"),
                     partition: 0,
@@ -276,7 +276,7 @@ mod tests {
     fn reserved_room_is_at_most_half_the_bound_and_returns_what_it_did_not_use() {
         let (writer, mut reader) = channel(4);
         assert_eq!(writer.batch_limit(), 2);
-        let mut waiting: VecDeque<Delivery> = deliveries(0..5).into();
+        let mut waiting: VecDeque<TaggedRecord> = deliveries(0..5).into();
         for left in [3, 1] {
             let room = writer.reserve(waiting.len()).now_or_never().expect("room");
             assert_eq!(room.len(), 2);
@@ -295,7 +295,7 @@ mod tests {
         assert!(writer.try_send(deliveries(5..9)).is_ok());
     }
 
-    fn large(offsets: std::ops::Range<i64>, bytes: usize) -> Vec<Delivery> {
+    fn large(offsets: std::ops::Range<i64>, bytes: usize) -> Vec<TaggedRecord> {
         let mut all = deliveries(offsets);
         for d in &mut all {
             d.record.value = Some(bytes::Bytes::from(vec![0u8; bytes]));
@@ -319,7 +319,7 @@ mod tests {
         ));
         assert_eq!(offsets(&mut reader), vec![0, 1]);
         // Reserved room takes the records that fit, and gives back the rest.
-        let mut waiting: VecDeque<Delivery> = large(2..5, 10 * 1024).into();
+        let mut waiting: VecDeque<TaggedRecord> = large(2..5, 10 * 1024).into();
         // Room is reserved for the records at the front that fit the batch limit.
         assert_eq!(writer.front_places(&waiting), 3);
         let room = writer
@@ -330,7 +330,7 @@ mod tests {
         assert!(writer.send_reserved(room, &mut waiting).is_ok());
         assert_eq!(waiting.len(), 2);
         // A small record before a large one is reserved for alone.
-        let mut mixed: VecDeque<Delivery> = deliveries(9..10).into();
+        let mut mixed: VecDeque<TaggedRecord> = deliveries(9..10).into();
         mixed.extend(large(10..11, 1 << 20));
         assert_eq!(writer.front_places(&mixed), 1);
         // 3 places in use, 5 free: one 10 KiB record (3) fits, a second does not.
@@ -350,7 +350,7 @@ mod tests {
         for offset in 0..3 {
             assert!(matches!(
                 reader.poll_next(&mut cx),
-                Poll::Ready(Some(Ok(Delivery { record, .. }))) if record.offset == offset
+                Poll::Ready(Some(Ok(TaggedRecord { record, .. }))) if record.offset == offset
             ));
         }
         assert!(matches!(

@@ -1,6 +1,6 @@
 //! The stream a Subscribe RPC reads from.
 
-use super::{fanout::FeedReader, offsets::DeliveredOffsets, readahead};
+use super::{fanout::FeedReader, offsets::CommitTracker, readahead};
 use crate::{
     domain::{ConsumedRecord, SubscriptionEvent},
     kafka::Error,
@@ -18,7 +18,7 @@ use std::{
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// A record on its way to the client, tagged with the assignment it was read under.
-pub(super) struct Delivery {
+pub(super) struct TaggedRecord {
     pub record: ConsumedRecord,
     pub generation: u64,
 }
@@ -35,7 +35,7 @@ pub(super) struct Delivery {
 /// At gateway shutdown the stream ends with [`Error::ShuttingDown`].
 pub struct Subscription {
     records: Source,
-    delivered: Option<Arc<DeliveredOffsets>>,
+    delivered: Option<Arc<CommitTracker>>,
     /// Id of a client-acknowledged subscription.
     id: Option<String>,
     /// Sent first, for client-acknowledged subscriptions.
@@ -55,11 +55,11 @@ pub(super) enum Source {
 }
 
 impl Source {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Error>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<TaggedRecord, Error>>> {
         match self {
             Source::Own(records) => records.poll_next(cx),
             Source::Shared(reader) => reader.poll_next(cx).map(|next| {
-                Some(next.map(|record| Delivery {
+                Some(next.map(|record| TaggedRecord {
                     record,
                     generation: 0,
                 }))
@@ -71,7 +71,7 @@ impl Source {
 impl Subscription {
     pub(super) fn new(
         records: Source,
-        delivered: Option<Arc<DeliveredOffsets>>,
+        delivered: Option<Arc<CommitTracker>>,
         started: Option<String>,
         shutdown: WaitForCancellationFutureOwned,
         stopping: Arc<AtomicBool>,
@@ -134,7 +134,7 @@ impl Stream for Subscription {
         }
         loop {
             return match self.records.poll_next(cx) {
-                Poll::Ready(Some(Ok(Delivery { record, generation }))) => {
+                Poll::Ready(Some(Ok(TaggedRecord { record, generation }))) => {
                     let current = self.delivered.as_ref().is_none_or(|d| {
                         d.mark(&record.topic, record.partition, record.offset, generation)
                     });
