@@ -21,9 +21,7 @@ use super::{
     metadata::{OffsetLookup, TopicLookup},
     Error, KafkaSettings,
 };
-use crate::domain::{
-    AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName, MAX_PARTITIONS,
-};
+use crate::domain::{AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
 use context::{Floors, GroupContext};
 use fanout::FanOut;
 use offsets::CommitTracker;
@@ -362,25 +360,24 @@ impl ConsumerManager {
     /// starts the partitions it gets without a committed offset: every record
     /// published after its Subscribe returned is then read by the group. Where an
     /// earlier member of `group` still runs on this instance, its older floors
-    /// count. Past [`MAX_PARTITIONS`] there are none (and librdkafka's "latest"
-    /// applies).
+    /// count. Past [`crate::domain::MAX_PARTITIONS`] there are none (and
+    /// librdkafka's "latest" applies).
     async fn floors(
         &self,
         group: &str,
         topics: &[TopicName],
     ) -> Result<Option<Arc<Floors>>, Error> {
-        let mut partitions = Vec::new();
-        for topic in topics {
-            let count = self.topics.partition_count(topic).await?;
-            partitions.extend((0..count).map(|p| (topic.clone(), p)));
-            if partitions.len() > MAX_PARTITIONS {
+        let partitions = match partitions::every_partition(&self.topics, topics).await {
+            Ok(partitions) => partitions,
+            Err(Error::TooManyPartitions { limit }) => {
                 warn!(
-                    limit = MAX_PARTITIONS,
+                    limit,
                     "a LATEST group subscription of this many partitions starts new partitions where librdkafka finds their end"
                 );
                 return Ok(None);
             }
-        }
+            Err(err) => return Err(err),
+        };
         let ends = self.offsets.ends(partitions.clone()).await?;
         let mut floors: Floors = partitions.into_iter().zip(ends).collect();
         let mut live = self.floors.lock().expect("floors lock");

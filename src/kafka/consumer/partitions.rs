@@ -11,6 +11,25 @@ use crate::{
 };
 use rdkafka::Offset;
 
+/// Every partition of `names`, or [`Error::TooManyPartitions`] past
+/// [`MAX_PARTITIONS`] in all.
+pub(super) async fn every_partition(
+    topics: &TopicLookup,
+    names: &[TopicName],
+) -> Result<Vec<(TopicName, i32)>, Error> {
+    let mut all = Vec::new();
+    for topic in names {
+        let count = topics.partition_count(topic).await?;
+        all.extend((0..count).map(|p| (topic.clone(), p)));
+        if all.len() > MAX_PARTITIONS {
+            return Err(Error::TooManyPartitions {
+                limit: MAX_PARTITIONS,
+            });
+        }
+    }
+    Ok(all)
+}
+
 /// Resolves what a partition subscription reads and where each partition starts.
 pub(super) async fn resolve(
     topics: &TopicLookup,
@@ -27,19 +46,7 @@ pub(super) async fn resolve(
             .iter()
             .flat_map(|t| subset.iter().map(move |p| (t.clone(), *p)))
             .collect(),
-        (_, None) => {
-            let mut all = Vec::new();
-            for topic in names {
-                let count = topics.partition_count(topic).await?;
-                all.extend((0..count).map(|p| (topic.clone(), p)));
-                if all.len() > MAX_PARTITIONS {
-                    return Err(Error::TooManyPartitions {
-                        limit: MAX_PARTITIONS,
-                    });
-                }
-            }
-            all
-        }
+        (_, None) => every_partition(topics, names).await?,
     };
     for (topic, partition) in &chosen {
         topics.check_partition(topic, *partition).await?;
