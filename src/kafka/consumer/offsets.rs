@@ -157,7 +157,13 @@ impl CommitTracker {
         if inner.assigned.get(&key) != Some(&generation) {
             return false;
         }
-        if let Some(pin) = inner.pinned.remove(&key) {
+        // Almost always empty: no hashing per record for it then.
+        let pin = if inner.pinned.is_empty() {
+            None
+        } else {
+            inner.pinned.remove(&key)
+        };
+        if let Some(pin) = pin {
             if offset < pin {
                 // librdkafka started below the pinned start (it was out of range,
                 // the log truncated or recreated, and "latest" reset it): the pin
