@@ -33,7 +33,7 @@ pub enum AckMode {
     Auto,
     /// Only records the client acknowledged; at most `max_unacked` await an ack.
     Client {
-        /// Placement records that may await acknowledgement at once.
+        /// Delivered records that may await acknowledgement at once.
         max_unacked: usize,
     },
 }

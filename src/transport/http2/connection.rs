@@ -216,10 +216,10 @@ impl Drop for OpenBody {
 impl OpenBody {
     /// Moves what h2 holds of this body into its inbox, if its signal says there
     /// is news; false once the body is over (ended or failed) or the service
-    /// dropped it. Dropped, the h2 stream
-    /// ignores what still comes: the stream's window is not given back, so the
-    /// client sends no more on it, and the answer goes on; once it is sent, h2
-    /// asks the client to stop (RST_STREAM NO_ERROR, after the answer's frames).
+    /// dropped it. Dropped, the h2 stream ignores what still comes: the stream's
+    /// window is not given back, so the client sends no more on it, and the
+    /// answer goes on; once it is sent, h2 asks the client to stop (RST_STREAM
+    /// NO_ERROR, after the answer's frames).
     fn drain(&mut self) -> bool {
         if !self.inbox.signal.take() {
             return true;
