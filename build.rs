@@ -7,6 +7,7 @@ use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &[
     "kafka_gateway/v1/record.proto",
+    "kafka_gateway/v1/error.proto",
     "kafka_gateway/v1/publisher.proto",
     "kafka_gateway/v1/subscriber.proto",
 ];
@@ -23,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes::Bytes` lets a decoded request share the network buffer instead of
         // copying every key and value into a fresh Vec.
         .bytes(".")
+        // A request that does not decode is the client's fault, not INTERNAL.
+        .codec_path("crate::transport::codec::GatewayCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -182,6 +182,16 @@ async fn a_slow_stream_ends_with_resource_exhausted_and_the_others_get_everythin
         "{}",
         status.message()
     );
+    // Where to subscribe again is in the details, not only in the message.
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let info = details.error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "FELL_BEHIND", "{info:?}");
+    assert_eq!(info.metadata["topic"], topic);
+    let resume: i64 = info.metadata["resume_offset"].parse().unwrap();
+    assert!(
+        resume > next as i64,
+        "records from {next} were lost, not kept: {info:?}"
+    );
     gw.stop().await;
 }
 

@@ -525,6 +525,12 @@ async fn reset_offsets_moves_an_idle_group_and_refuses_an_active_one() {
         tonic::Code::FailedPrecondition,
         "{refused:?}"
     );
+    let details = tonic_types::StatusExt::get_error_details(&refused);
+    let info = details.error_info().expect("an ErrorInfo");
+    assert_eq!(
+        (info.reason.as_str(), info.metadata["group"].as_str()),
+        ("GROUP_NOT_EMPTY", group.as_str())
+    );
     drop(stream);
     wait_until_no_consumers(&gw).await;
 

@@ -207,7 +207,46 @@ async fn a_consume_whose_first_request_cannot_be_decoded_is_invalid_argument() {
         .expect("headers in time")
         .expect("the response starts");
     // Was UNAVAILABLE, blaming Kafka for the client's bytes.
-    assert_eq!(grpc_status(response).await, "3");
+    let status = tonic::Status::from_header_map(&status_headers(response).await).unwrap();
+    assert_eq!(status.code() as i32, 3, "{status:?}");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(
+        details.error_info().map(|info| info.reason.as_str()),
+        Some("UNDECODABLE_REQUEST"),
+        "{status:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_unary_request_is_the_clients_fault_not_internal() {
+    let gw = TestGateway::start(&[]).await;
+    let mut client = raw_client(&gw).await;
+    for path in [
+        "/kafka_gateway.v1.PublisherService/Publish",
+        "/kafka_gateway.v1.SubscriberService/Subscribe",
+        "/kafka_gateway.v1.SubscriberService/Ack",
+    ] {
+        let (response, mut send) = client.send_request(grpc_request(path), false).unwrap();
+        send.send_data(undecodable(), true).unwrap();
+        let response = tokio::time::timeout(PATIENCE, response)
+            .await
+            .expect("headers in time")
+            .expect("the response starts");
+        let status = tonic::Status::from_header_map(&status_headers(response).await).unwrap();
+        // tonic's codec says INTERNAL, which tells a client the server is broken.
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{path}: {status:?}"
+        );
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        assert_eq!(
+            details.error_info().map(|info| info.reason.as_str()),
+            Some("UNDECODABLE_REQUEST"),
+            "{path}: {status:?}"
+        );
+    }
     gw.stop().await;
 }
 
@@ -236,8 +275,20 @@ async fn raw_publish(client: &mut h2::client::SendRequest<Bytes>, topic: &str) -
 
 /// The grpc-status of a response, trailers-only or not.
 async fn grpc_status(response: http::Response<h2::RecvStream>) -> String {
-    if let Some(status) = response.headers().get("grpc-status") {
-        return status.to_str().unwrap().to_string();
+    status_headers(response)
+        .await
+        .get("grpc-status")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The headers that carry a response's status: its trailers, or its headers
+/// when it is trailers-only.
+async fn status_headers(response: http::Response<h2::RecvStream>) -> http::HeaderMap {
+    if response.headers().contains_key("grpc-status") {
+        return response.headers().clone();
     }
     let mut body = response.into_body();
     let read = async {
@@ -247,15 +298,9 @@ async fn grpc_status(response: http::Response<h2::RecvStream>) -> String {
         }
         body.trailers().await.unwrap().expect("trailers")
     };
-    let trailers = tokio::time::timeout(PATIENCE, read)
+    tokio::time::timeout(PATIENCE, read)
         .await
-        .expect("the answer ends");
-    trailers
-        .get("grpc-status")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
+        .expect("the answer ends")
 }
 
 /// Small frames that arrive on a stream the gateway already answered and dropped

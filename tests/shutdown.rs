@@ -73,6 +73,16 @@ async fn shutdown_finishes_publishes_ends_streams_and_commits() {
     };
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("shutting down"), "{status:?}");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(
+        details.error_info().map(|info| info.reason.as_str()),
+        Some("SHUTTING_DOWN"),
+        "{status:?}"
+    );
+    assert!(
+        details.retry_info().is_some(),
+        "another instance takes it: {status:?}"
+    );
 
     // A new gateway: the group resumes after everything delivered before shutdown.
     let gw = TestGateway::start(&[]).await;

@@ -1,10 +1,13 @@
 /// A request the gateway will not send to Kafka. Each message names the offending
-/// field and says how to fix it; every variant becomes INVALID_ARGUMENT.
+/// field and says how to fix it; every variant becomes INVALID_ARGUMENT, with the
+/// field in the error's details.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     /// A topic name Kafka would reject.
     #[error("invalid topic name {name:?}: {reason}")]
     TopicName {
+        /// Which field held it.
+        field: String,
         /// The name as given.
         name: String,
         /// What is wrong with it.
@@ -43,9 +46,32 @@ pub enum ValidationError {
         /// Which field held it.
         field: String,
     },
-    /// A Subscribe whose fields do not fit together.
-    #[error("{0}")]
-    Subscription(String),
+    /// A field whose value does not fit the request.
+    #[error("{message}")]
+    Field {
+        /// Which field.
+        field: String,
+        /// What is wrong, and how to fix it.
+        message: String,
+    },
+    /// A field that must be set is not.
+    #[error("{message}")]
+    Missing {
+        /// Which field.
+        field: String,
+        /// What is missing, and how to fix it.
+        message: String,
+    },
+    /// A PublishStream correlation id over its limit.
+    #[error("request {index}: correlation_id is {size} bytes; at most {limit} are allowed (the answer carries its first {limit})")]
+    CorrelationIdTooLong {
+        /// Position of the request in the stream, from 0.
+        index: usize,
+        /// Its size in bytes.
+        size: usize,
+        /// The most allowed.
+        limit: usize,
+    },
     /// A list longer than the gateway takes in one request.
     #[error("{field} has {count} entries; at most {limit} are allowed in one request")]
     TooMany {
@@ -59,6 +85,46 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// A field whose value does not fit the request.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError::Field {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, found in `field` of the request (a topic name's field
+    /// otherwise reads `topic`).
+    pub fn in_field(self, field: impl FnOnce() -> String) -> ValidationError {
+        match self {
+            ValidationError::TopicName { name, reason, .. } => ValidationError::TopicName {
+                field: field(),
+                name,
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    /// The request field at fault, as a path into the request (`records[3]`), for
+    /// the field violation of the error's details.
+    pub fn field(&self) -> String {
+        match self {
+            ValidationError::TopicName { field, .. } => field.clone(),
+            ValidationError::NoRecords => "records".into(),
+            ValidationError::EmptyRecord { index }
+            | ValidationError::RecordTooLarge { index, .. } => {
+                format!("records[{index}]")
+            }
+            ValidationError::CorrelationIdTooLong { .. } => "correlation_id".into(),
+            ValidationError::NegativePartition { field, .. }
+            | ValidationError::BadTimestamp { field }
+            | ValidationError::Field { field, .. }
+            | ValidationError::Missing { field, .. }
+            | ValidationError::TooMany { field, .. } => field.clone(),
+        }
+    }
+
     /// Fails when `field` has more than `limit` entries.
     pub fn check_count(field: &str, count: usize, limit: usize) -> Result<(), ValidationError> {
         if count > limit {

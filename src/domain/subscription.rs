@@ -119,30 +119,32 @@ impl SubscriptionSpec {
             sorted.sort_unstable();
             sorted.dedup();
             if sorted.len() != partitions.len() {
-                return Err(ValidationError::Subscription(
-                    "partitions names a partition twice: list each once".into(),
+                return Err(ValidationError::invalid_field(
+                    "partitions",
+                    "partitions names a partition twice: list each once",
                 ));
             }
             Some(partitions)
         };
         if let PartitionStart::Offsets(offsets) = &start {
             if partitions.is_some() {
-                return Err(ValidationError::Subscription(
-                    "partitions must be empty with START_POSITION_OFFSET: start_offsets names the partitions to read".into(),
+                return Err(ValidationError::invalid_field("partitions", 
+                    "partitions must be empty with START_POSITION_OFFSET: start_offsets names the partitions to read",
                 ));
             }
             if offsets.is_empty() {
-                return Err(ValidationError::Subscription(
-                    "START_POSITION_OFFSET needs start_offsets: give a partition and offset for each partition to read".into(),
+                return Err(ValidationError::invalid_field("start_offsets", 
+                    "START_POSITION_OFFSET needs start_offsets: give a partition and offset for each partition to read",
                 ));
             }
             let mut seen = std::collections::HashSet::new();
             let named: std::collections::HashSet<&TopicName> = topics.iter().collect();
             for (topic, partition, offset) in offsets {
                 if !named.contains(topic) {
-                    return Err(ValidationError::Subscription(format!(
-                        "start_offsets names topic {topic:?}, which is not in topics"
-                    )));
+                    return Err(ValidationError::invalid_field(
+                        "start_offsets.topic",
+                        format!("start_offsets names topic {topic:?}, which is not in topics"),
+                    ));
                 }
                 if *partition < 0 {
                     return Err(ValidationError::NegativePartition {
@@ -151,14 +153,17 @@ impl SubscriptionSpec {
                     });
                 }
                 if *offset < 0 {
-                    return Err(ValidationError::Subscription(format!(
+                    return Err(ValidationError::invalid_field("start_offsets.offset", format!(
                         "start_offsets offset {offset} for {topic}/{partition} is negative: offsets start at 0"
                     )));
                 }
                 if !seen.insert((topic, partition)) {
-                    return Err(ValidationError::Subscription(format!(
+                    return Err(ValidationError::invalid_field(
+                        "start_offsets",
+                        format!(
                         "start_offsets names {topic}/{partition} twice: list each partition once"
-                    )));
+                    ),
+                    ));
                 }
             }
         }
@@ -181,10 +186,13 @@ impl SubscriptionSpec {
 /// Checks a consumer group id: 1 to 255 characters, not blank.
 pub fn check_group_id(group_id: &str) -> Result<(), ValidationError> {
     if group_id.trim().is_empty() || group_id.len() > 255 {
-        return Err(ValidationError::Subscription(format!(
-            "group_id {:?} must have 1 to 255 characters and not be blank",
-            Excerpt(group_id).to_string()
-        )));
+        return Err(ValidationError::invalid_field(
+            "group_id",
+            format!(
+                "group_id {:?} must have 1 to 255 characters and not be blank",
+                Excerpt(group_id).to_string()
+            ),
+        ));
     }
     Ok(())
 }
@@ -198,18 +206,22 @@ pub const MAX_PARTITIONS: usize = 10_000;
 
 fn unique_topics(topics: Vec<TopicName>) -> Result<Vec<TopicName>, ValidationError> {
     if topics.is_empty() {
-        return Err(ValidationError::Subscription(
-            "topics is empty: name at least one topic to read".into(),
+        return Err(ValidationError::invalid_field(
+            "topics",
+            "topics is empty: name at least one topic to read",
         ));
     }
     ValidationError::check_count("topics", topics.len(), MAX_TOPICS)?;
     let mut sorted = topics.clone();
     sorted.sort();
     if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
-        return Err(ValidationError::Subscription(format!(
-            "topics names {:?} twice: list each topic once",
-            pair[0].as_str()
-        )));
+        return Err(ValidationError::invalid_field(
+            "topics",
+            format!(
+                "topics names {:?} twice: list each topic once",
+                pair[0].as_str()
+            ),
+        ));
     }
     Ok(topics)
 }

@@ -28,6 +28,7 @@ impl TopicName {
         };
         match reason {
             Some(reason) => Err(ValidationError::TopicName {
+                field: "topic".into(),
                 name: Excerpt(name).to_string(),
                 reason,
             }),

@@ -1,7 +1,8 @@
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// What went wrong talking to Kafka, in the terms a client can act on. The
-/// transport layer maps each variant to one gRPC status code.
+/// transport layer maps each variant to one gRPC status code and reason. The
+/// gateway's own states (limits, shutdown, acks) are [`crate::Error`]'s.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The topic does not exist and the broker did not create it.
@@ -34,18 +35,9 @@ pub enum Error {
         /// Next offset to be written.
         high: i64,
     },
-    /// A subscription to every partition of its topics would read too many.
-    #[error("the topics have more than {limit} partitions in all, more than one call reads or resets: name fewer topics, or (in Subscribe) the partitions to read")]
-    TooManyPartitions {
-        /// The most one subscription reads.
-        limit: usize,
-    },
     /// The broker cannot be reached, or did not answer in time; retrying later may work.
     #[error("Kafka is unavailable: {0}")]
     Unavailable(String),
-    /// The gateway is at a configured limit; retry later or elsewhere.
-    #[error("{0}")]
-    Overloaded(String),
     /// A stream's read position is gone (retention deleted the records).
     #[error("the stream's position is no longer in the partition ({0}): retention deleted those records; subscribe again from EARLIEST or a later offset")]
     PositionLost(String),
@@ -55,15 +47,6 @@ pub enum Error {
     /// The request does not fit the group or cluster (protocol, group id).
     #[error("Kafka refused the request: {0}")]
     Refused(String),
-    /// No live client-acknowledged subscription has this id.
-    #[error("no subscription {0:?} on this gateway instance: it ended, or its stream is served by another instance (acknowledge on the instance that serves the stream)")]
-    UnknownSubscription(String),
-    /// An ack the subscription cannot take now.
-    #[error("{0}")]
-    AckRefused(String),
-    /// An ack for a record the subscription did not deliver.
-    #[error("{0}")]
-    UnknownRecord(String),
     /// The shared producer's queue is full; retry after a short wait.
     #[error("the gateway's producer queue is full ({0}): retry after a short wait, or raise --producer-queue-messages / --producer-queue-bytes")]
     QueueFull(String),
@@ -73,20 +56,9 @@ pub enum Error {
     /// The broker refused access.
     #[error("not authorized: {0}")]
     NotAuthorized(String),
-    /// The gateway is shutting down and takes no more work.
-    #[error("the gateway is shutting down: reconnect to another instance or retry shortly")]
-    ShuttingDown,
-    /// One record of a batch failed; the message says which.
-    #[error("record {index} of {count} failed: {source}")]
-    Record {
-        /// Position of the failed record in the request.
-        index: usize,
-        /// Records in the request.
-        count: usize,
-        /// Why it failed.
-        #[source]
-        source: Box<Error>,
-    },
+    /// The Kafka client was closed under the request: the gateway is shutting down.
+    #[error("the Kafka client was closed: the gateway is shutting down")]
+    Canceled,
     /// A Kafka client could not be created, usually for a bad `--kafka-config`.
     #[error("{0}")]
     Client(String),
@@ -112,7 +84,7 @@ impl Error {
         let text = err.to_string();
         let Some(code) = err.rdkafka_error_code() else {
             return match err {
-                KafkaError::Canceled => Error::ShuttingDown,
+                KafkaError::Canceled => Error::Canceled,
                 _ => Error::Other(text),
             };
         };

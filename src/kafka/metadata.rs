@@ -275,7 +275,7 @@ async fn run_blocking<T: Send + 'static>(
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| Error::ShuttingDown)?;
+        .map_err(|_| Error::Canceled)?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         f()

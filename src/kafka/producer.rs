@@ -8,7 +8,10 @@
 
 use super::record_timestamp;
 use super::{metadata::TopicLookup, Error, KafkaSettings};
-use crate::domain::{OutgoingRecord, Placement, TopicName};
+use crate::{
+    domain::{OutgoingRecord, Placement, TopicName},
+    error::BatchFailure,
+};
 use futures::task::AtomicWaker;
 use rdkafka::{
     client::ClientContext,
@@ -115,50 +118,73 @@ impl ProducerManager {
     /// of them. Results come in request order. Records are handed to librdkafka in
     /// order, so records for one partition keep their order.
     ///
-    /// On error, records other than the failed one may have been written.
+    /// A failure of the topic fails the call before any record is written. Any
+    /// other comes as a [`BatchFailure`] that says which records failed and which
+    /// were written anyway.
     pub async fn publish(
         &self,
         topic: &TopicName,
         records: &[OutgoingRecord],
-    ) -> Result<Vec<Placement>, Error> {
+    ) -> Result<Vec<Placement>, crate::Error> {
         let count = records.len();
-        let at = |index: usize| {
-            move |source: Error| Error::Record {
-                index,
+        let batch = |failed, written| {
+            crate::Error::Batch(Box::new(BatchFailure {
                 count,
-                source: Box::new(source),
-            }
+                failed,
+                written,
+            }))
         };
         self.topics.partition_count(topic).await?;
+        // All checked before any record is written.
+        let mut failed = Vec::new();
         for (index, record) in records.iter().enumerate() {
             if let Some(partition) = record.partition {
-                self.topics
-                    .check_partition(topic, partition)
-                    .await
-                    .map_err(at(index))?;
+                if let Err(err) = self.topics.check_partition(topic, partition).await {
+                    failed.push((index, err.into()));
+                }
             }
         }
-        // Checked above, all before any record is written.
-        let deliveries = Arc::new(AckCollector::default());
-        for (index, record) in records.iter().enumerate() {
-            self.send(topic, record, &deliveries, index as u64)
-                .map_err(at(index))?;
+        if !failed.is_empty() {
+            return Err(batch(failed, Vec::new()));
         }
+        let deliveries = Arc::new(AckCollector::default());
+        // A record librdkafka does not take (its queue is full) stops the batch:
+        // the records after it are not handed to Kafka at all.
+        let mut refused = None;
+        for (index, record) in records.iter().enumerate() {
+            if let Err(err) = self.send(topic, record, &deliveries, index as u64) {
+                refused = Some((index, err));
+                break;
+            }
+        }
+        let sent = refused.as_ref().map_or(count, |(index, _)| *index);
         // librdkafka answers every record it took: delivered, failed, timed out, or
         // purged when the producer is destroyed.
-        let mut outcomes: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+        let mut outcomes: Vec<Option<Outcome>> = (0..sent).map(|_| None).collect();
         let mut answered = 0;
-        while answered < count {
+        while answered < sent {
             for (tag, outcome) in deliveries.ready().await {
                 outcomes[tag as usize] = Some(outcome);
                 answered += 1;
             }
         }
-        outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(index, outcome)| outcome.expect("every record answered").map_err(at(index)))
-            .collect()
+        let mut written = Vec::with_capacity(sent);
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome.expect("every record answered") {
+                Ok(placement) => written.push((index, placement)),
+                Err(err) => failed.push((index, err.into())),
+            }
+        }
+        if let Some((index, err)) = refused {
+            failed.push((index, err.into()));
+        }
+        if failed.is_empty() {
+            return Ok(written
+                .into_iter()
+                .map(|(_, placement)| placement)
+                .collect());
+        }
+        Err(batch(failed, written))
     }
 
     /// Hands one record to the producer, after checking its topic and partition;

@@ -86,19 +86,24 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
     let topics = request
         .topics
         .iter()
-        .map(|t| TopicName::new(t))
+        .enumerate()
+        .map(|(i, t)| TopicName::new(t).map_err(|e| e.in_field(|| format!("topics[{i}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let start = proto::StartPosition::try_from(request.start).map_err(|_| {
-        ValidationError::Subscription(format!(
-            "start {} is not a StartPosition this gateway knows",
-            request.start
-        ))
+        ValidationError::invalid_field(
+            "start",
+            format!(
+                "start {} is not a StartPosition this gateway knows",
+                request.start
+            ),
+        )
     })?;
     use proto::StartPosition as S;
     let misplaced = |field: &str, needs: &str| {
-        Err(ValidationError::Subscription(format!(
-            "{field} is only used with {needs}"
-        )))
+        Err(ValidationError::invalid_field(
+            field,
+            format!("{field} is only used with {needs}"),
+        ))
     };
     if !request.start_offsets.is_empty() && start != S::Offset {
         return misplaced("start_offsets", "start START_POSITION_OFFSET");
@@ -117,7 +122,7 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
             S::Unspecified | S::Latest => GroupStart::Latest,
             S::Earliest => GroupStart::Earliest,
             S::Offset | S::Timestamp => {
-                return Err(ValidationError::Subscription(format!(
+                return Err(ValidationError::invalid_field("start", format!(
                     "start {} needs an empty group_id: a group starts where it committed, or at LATEST or EARLIEST",
                     start.as_str_name()
                 )))
@@ -129,10 +134,13 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
                 max_unacked: max_unacked(request.max_unacked)?,
             },
             Err(_) => {
-                return Err(ValidationError::Subscription(format!(
-                    "ack_mode {} is not an AckMode this gateway knows",
-                    request.ack_mode
-                )))
+                return Err(ValidationError::invalid_field(
+                    "ack_mode",
+                    format!(
+                        "ack_mode {} is not an AckMode this gateway knows",
+                        request.ack_mode
+                    ),
+                ))
             }
         };
         return SubscriptionSpec::group(&request.group_id, topics, start, acks);
@@ -148,8 +156,9 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
         S::Earliest => PartitionStart::Earliest,
         S::Timestamp => {
             let Some(t) = request.start_timestamp else {
-                return Err(ValidationError::Subscription(
-                    "START_POSITION_TIMESTAMP needs start_timestamp".into(),
+                return Err(ValidationError::invalid_field(
+                    "start_timestamp",
+                    "START_POSITION_TIMESTAMP needs start_timestamp",
                 ));
             };
             PartitionStart::Timestamp(millis(&t, || "start_timestamp".into())?)
@@ -158,15 +167,17 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
             let offsets = request
                 .start_offsets
                 .into_iter()
-                .map(|o| {
+                .enumerate()
+                .map(|(i, o)| {
                     let topic = match (o.topic.as_str(), topics.as_slice()) {
                         ("", [only]) => only.clone(),
                         ("", _) => {
-                            return Err(ValidationError::Subscription(
-                                "start_offsets.topic may be empty only when topics names exactly one topic".into(),
+                            return Err(ValidationError::invalid_field("start_offsets.topic", 
+                                "start_offsets.topic may be empty only when topics names exactly one topic",
                             ))
                         }
-                        (name, _) => TopicName::new(name)?,
+                        (name, _) => TopicName::new(name)
+                            .map_err(|e| e.in_field(|| format!("start_offsets[{i}].topic")))?,
                     };
                     Ok((topic, o.partition, o.offset))
                 })
@@ -244,9 +255,9 @@ pub fn ack_request(
     request: proto::AckRequest,
 ) -> Result<(String, RecordPositions), ValidationError> {
     if request.subscription_id.is_empty() {
-        return Err(ValidationError::Subscription(
-            "subscription_id is empty: use the id from the stream's SubscriptionStarted event"
-                .into(),
+        return Err(ValidationError::invalid_field(
+            "subscription_id",
+            "subscription_id is empty: use the id from the stream's SubscriptionStarted event",
         ));
     }
     Ok((request.subscription_id, record_positions(request.records)?))
@@ -257,8 +268,9 @@ pub fn record_positions(
     records: Vec<proto::RecordPosition>,
 ) -> Result<RecordPositions, ValidationError> {
     if records.is_empty() {
-        return Err(ValidationError::Subscription(
-            "records is empty: name the records to acknowledge".into(),
+        return Err(ValidationError::invalid_field(
+            "records",
+            "records is empty: name the records to acknowledge",
         ));
     }
     ValidationError::check_count("records", records.len(), MAX_ACK_RECORDS)?;
@@ -266,13 +278,24 @@ pub fn record_positions(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            if r.partition < 0 || r.offset < 0 {
-                return Err(ValidationError::Subscription(format!(
-                    "records[{i}] names partition {} offset {}: neither can be negative",
-                    r.partition, r.offset
-                )));
+            if r.partition < 0 {
+                return Err(ValidationError::NegativePartition {
+                    field: format!("records[{i}].partition"),
+                    partition: r.partition,
+                });
             }
-            Ok((TopicName::new(&r.topic)?, r.partition, r.offset))
+            if r.offset < 0 {
+                return Err(ValidationError::invalid_field(
+                    &format!("records[{i}].offset"),
+                    format!(
+                        "records[{i}].offset {} is negative: offsets count from 0",
+                        r.offset
+                    ),
+                ));
+            }
+            let topic = TopicName::new(&r.topic)
+                .map_err(|e| e.in_field(|| format!("records[{i}].topic")))?;
+            Ok((topic, r.partition, r.offset))
         })
         .collect()
 }
@@ -285,7 +308,7 @@ pub fn max_batch_records(requested: i32) -> Result<Option<usize>, ValidationErro
     match requested {
         0 | 1 => Ok(None),
         n if (2..=MAX_BATCH_RECORDS).contains(&n) => Ok(Some(n as usize)),
-        n => Err(ValidationError::Subscription(format!(
+        n => Err(ValidationError::invalid_field("max_batch_records", format!(
             "max_batch_records {n} is out of range: give 2 to {MAX_BATCH_RECORDS}, or 0 for one record per event"
         ))),
     }
@@ -369,9 +392,10 @@ fn max_unacked(requested: i32) -> Result<usize, ValidationError> {
     match requested {
         0 => Ok(DEFAULT_MAX_UNACKED),
         n if (1..=MAX_UNACKED).contains(&n) => Ok(n as usize),
-        n => Err(ValidationError::Subscription(format!(
-            "max_unacked {n} is out of range: give 1 to {MAX_UNACKED}, or 0 for 1000"
-        ))),
+        n => Err(ValidationError::invalid_field(
+            "max_unacked",
+            format!("max_unacked {n} is out of range: give 1 to {MAX_UNACKED}, or 0 for 1000"),
+        )),
     }
 }
 

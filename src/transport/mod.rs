@@ -1,6 +1,7 @@
 //! gRPC: the generated API, conversions between it and the domain, and thin
 //! service implementations that validate, delegate to a manager and map errors.
 
+mod codec;
 mod convert;
 mod deadline;
 pub mod http2;

@@ -3,7 +3,7 @@
 
 use super::{convert, proto, status};
 use crate::{
-    domain::{prefix, OutgoingRecord, TopicName},
+    domain::{prefix, OutgoingRecord, TopicName, ValidationError},
     kafka::{AckCollector, ProducerManager},
     Error,
 };
@@ -65,7 +65,7 @@ pub async fn run(
     // by tag; their acknowledgements come through `deliveries`.
     let mut in_flight: HashMap<u64, String> = HashMap::new();
     let deliveries = Arc::new(AckCollector::default());
-    let mut default_topic: Option<Result<TopicName, Status>> = None;
+    let mut default_topic: Option<Result<TopicName, Error>> = None;
     let mut index = 0usize;
     // Made once: a fresh wait per loop turn registers and drops a waiter for every
     // record, a cost seen in profiles at a few hundred thousand records/s.
@@ -75,7 +75,7 @@ pub async fn run(
     let ended = 'reading: loop {
         tokio::select! {
             biased;
-            _ = &mut stopping => break Some(Status::from(Error::from(crate::kafka::Error::ShuttingDown))),
+            _ = &mut stopping => break Some(Status::from(Error::ShuttingDown)),
             // The response is gone (deadline, client cancel): stop reading.
             _ = &mut gone => return,
             // Every acknowledgement that came meanwhile goes out in this turn.
@@ -104,31 +104,32 @@ pub async fn run(
                     let tag = position as u64;
                     let accepted = async {
                         if request.correlation_id.len() > MAX_CORRELATION_ID_BYTES {
-                            let status = Status::invalid_argument(format!(
-                                "request {position}: correlation_id is {} bytes; at most {MAX_CORRELATION_ID_BYTES} are allowed (the answer carries its first {MAX_CORRELATION_ID_BYTES})",
-                                request.correlation_id.len()
-                            ));
-                            return Err(status);
+                            return Err(Error::from(ValidationError::CorrelationIdTooLong {
+                                index: position,
+                                size: request.correlation_id.len(),
+                                limit: MAX_CORRELATION_ID_BYTES,
+                            }));
                         }
                         let topic = if request.topic.is_empty() { topic? } else { topic_of(&request.topic)? };
-                        let record = request.record.ok_or_else(|| {
-                            Status::invalid_argument(format!("request {position} has no record"))
+                        let record = request.record.ok_or_else(|| ValidationError::Missing {
+                            field: "record".into(),
+                            message: format!("request {position} has no record"),
                         })?;
-                        let record = convert::record(position, record, limits.max_message_bytes).map_err(Error::from)?;
+                        let record = convert::record(position, record, limits.max_message_bytes)?;
                         enqueue_in_order(&producer, &topic, &record, &deliveries, tag, &shutdown).await
                     };
                     match accepted.await {
                         Ok(()) => {
                             in_flight.insert(tag, request.correlation_id);
                         }
-                        Err(status) => {
+                        Err(err) => {
                             let mut correlation_id = request.correlation_id;
                             // An overlong id comes back cut, not whole.
                             let kept = prefix(&correlation_id, MAX_CORRELATION_ID_BYTES).len();
                             correlation_id.truncate(kept);
                             let answer = proto::PublishStreamResponse {
                                 correlation_id,
-                                result: Some(failed(status)),
+                                result: Some(failed(&err)),
                             };
                             if answers.send(vec![Ok(answer)]).await.is_err() {
                                 return;
@@ -177,7 +178,7 @@ async fn answer_all(
                 Ok(delivered) => {
                     proto::publish_stream_response::Result::Ack(convert::record_result(delivered))
                 }
-                Err(err) => failed(Status::from(err)),
+                Err(err) => failed(&err.into()),
             };
             Ok(proto::PublishStreamResponse {
                 correlation_id,
@@ -199,24 +200,21 @@ async fn enqueue_in_order(
     deliveries: &Arc<AckCollector>,
     tag: u64,
     shutdown: &CancellationToken,
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     loop {
         match producer.enqueue_to(topic, record, deliveries, tag).await {
             Err(crate::kafka::Error::QueueFull(_)) if !shutdown.is_cancelled() => {
                 tokio::time::sleep(QUEUE_FULL_PAUSE).await;
             }
-            other => return other.map_err(Status::from),
+            other => return other.map_err(Error::from),
         }
     }
 }
 
-fn topic_of(name: &str) -> Result<TopicName, Status> {
-    TopicName::new(name).map_err(|e| Status::from(Error::from(e)))
+fn topic_of(name: &str) -> Result<TopicName, Error> {
+    Ok(TopicName::new(name)?)
 }
 
-fn failed(status: Status) -> proto::publish_stream_response::Result {
-    proto::publish_stream_response::Result::Error(proto::PublishError {
-        code: status.code() as i32,
-        message: status.message().to_string(),
-    })
+fn failed(err: &Error) -> proto::publish_stream_response::Result {
+    proto::publish_stream_response::Result::Error(status::publish_error(err))
 }

@@ -6,8 +6,11 @@ use super::{
     deadline::{self, Deadline, DeadlineStream},
     proto, status,
 };
-use crate::domain::Excerpt;
 use crate::kafka::{ConsumerManager, Subscription};
+use crate::{
+    domain::{Excerpt, ValidationError},
+    Error,
+};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
 use tokio::sync::mpsc;
@@ -41,9 +44,8 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
     ) -> Result<Response<SubscribeStream>, Status> {
         let deadline = Deadline::of(&request);
         let request = request.into_inner();
-        let batch =
-            convert::max_batch_records(request.max_batch_records).map_err(crate::Error::from)?;
-        let spec = convert::subscription(request).map_err(crate::Error::from)?;
+        let batch = convert::max_batch_records(request.max_batch_records)?;
+        let spec = convert::subscription(request)?;
         let subscription = deadline::within(
             deadline,
             "the subscription started",
@@ -61,8 +63,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         &self,
         request: Request<proto::AckRequest>,
     ) -> Result<Response<proto::AckResponse>, Status> {
-        let (id, records) =
-            convert::ack_request(request.into_inner()).map_err(crate::Error::from)?;
+        let (id, records) = convert::ack_request(request.into_inner())?;
         self.consumers.ack(&id, &records)?;
         Ok(Response::new(proto::AckResponse {}))
     }
@@ -73,8 +74,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         request: Request<proto::ResetOffsetsRequest>,
     ) -> Result<Response<proto::ResetOffsetsResponse>, Status> {
         let deadline = Deadline::of(&request);
-        let (group, topic, start) =
-            convert::reset_offsets_request(request.into_inner()).map_err(crate::Error::from)?;
+        let (group, topic, start) = convert::reset_offsets_request(request.into_inner())?;
         let offsets = deadline::within(
             deadline,
             "the offsets were reset",
@@ -104,16 +104,17 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
             request: Some(proto::consume_request::Request::Subscribe(mut subscribe)),
         }) = first
         else {
-            return Err(Status::invalid_argument(
-                "the first ConsumeRequest must be `subscribe`",
-            ));
+            return Err(ValidationError::Missing {
+                field: "subscribe".into(),
+                message: "the first ConsumeRequest must be `subscribe`".into(),
+            }
+            .into());
         };
         if subscribe.ack_mode == proto::AckMode::Unspecified as i32 {
             subscribe.ack_mode = proto::AckMode::Client as i32;
         }
-        let batch =
-            convert::max_batch_records(subscribe.max_batch_records).map_err(crate::Error::from)?;
-        let spec = convert::subscription(subscribe).map_err(crate::Error::from)?;
+        let batch = convert::max_batch_records(subscribe.max_batch_records)?;
+        let spec = convert::subscription(subscribe)?;
         let subscription = deadline::within(
             deadline,
             "the subscription started",
@@ -180,33 +181,34 @@ async fn apply_acks(
             Ok(None) => return,
             // An undecodable request ends the stream with its status.
             Err(status) => {
-                let _ = rejections.send(Err(status)).await;
+                let _ = rejections.send(Err(status::undecodable(status))).await;
                 return;
             }
         };
         let outcome = match (request.request, &id) {
             (Some(proto::consume_request::Request::Ack(ack)), Some(id)) => {
-                match convert::record_positions(ack.records) {
-                    Ok(records) => consumers.ack(id, &records).map_err(Status::from),
-                    Err(err) => Err(Status::from(crate::Error::from(err))),
-                }
+                convert::record_positions(ack.records)
+                    .map_err(Error::from)
+                    .and_then(|records| consumers.ack(id, &records))
             }
-            (Some(proto::consume_request::Request::Ack(_)), None) => {
-                Err(Status::failed_precondition(
-                    "this Consume stream uses ACK_MODE_AUTO: records are committed without acks",
-                ))
+            (Some(proto::consume_request::Request::Ack(_)), None) => Err(Error::AcksNotEnabled),
+            (Some(proto::consume_request::Request::Subscribe(_)), _) => {
+                Err(ValidationError::invalid_field(
+                    "subscribe",
+                    "only the first ConsumeRequest may be `subscribe`; later ones are `ack`",
+                )
+                .into())
             }
-            _ => Err(Status::invalid_argument(
-                "only the first ConsumeRequest may be `subscribe`; later ones are `ack`",
-            )),
+            (None, _) => Err(ValidationError::Missing {
+                field: "ack".into(),
+                message: "a ConsumeRequest after the first must be `ack`".into(),
+            }
+            .into()),
         };
-        if let Err(status) = outcome {
+        if let Err(err) = outcome {
             let rejected = proto::ConsumeResponse {
                 event: Some(proto::consume_response::Event::AckRejected(
-                    proto::AckRejected {
-                        code: status.code() as i32,
-                        message: status.message().to_string(),
-                    },
+                    status::ack_rejected(&err),
                 )),
             };
             if rejections.send(Ok(rejected)).await.is_err() {

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},
-    kafka::{metadata::OffsetLookup, Error, KafkaSettings},
+    kafka::{self, metadata::OffsetLookup, KafkaSettings},
+    Error,
 };
 use futures::{FutureExt, StreamExt};
 use rdkafka::{
@@ -120,10 +121,13 @@ impl FanOut {
         let shared = &self.shared;
         let mut state = shared.lock();
         if state.streams >= shared.settings.max_shared_streams {
-            return Err(Error::Overloaded(format!(
-                "this gateway already serves {} shared Subscribe streams (--max-shared-streams); retry later or on another instance",
-                shared.settings.max_shared_streams
-            )));
+            return Err(Error::Overloaded {
+                message: format!(
+                    "this gateway already serves {} shared Subscribe streams (--max-shared-streams); retry later or on another instance",
+                    shared.settings.max_shared_streams
+                ),
+                limit: shared.settings.max_shared_streams,
+            });
         }
         // Feeds are bounded in number too: past the limit, a stream that needs a new
         // one reads with a consumer of its own.
@@ -248,7 +252,7 @@ async fn run(shared: Arc<Shared>) {
     {
         Ok(consumer) => Arc::new(consumer),
         Err(err) => {
-            let err = Error::client("consumer", err);
+            let err = Error::from(kafka::Error::client("consumer", err));
             let mut state = shared.lock();
             for (_, joined) in state.feeds.drain() {
                 joined.feed.fail(err.clone());
@@ -288,21 +292,21 @@ async fn run(shared: Arc<Shared>) {
                 Err(err) => {
                     let topics: Vec<TopicName> = readers.keys().map(|(t, _)| t.clone()).collect();
                     match stream_error(&err, &topics) {
-                        Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
+                        kafka::Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
                         // Partitions report a lost position on their own queues; if
                         // one comes here, the feeds behind their partition's start
                         // lost theirs.
-                        Error::PositionLost(msg) => {
+                        kafka::Error::PositionLost(msg) => {
                             let all: Vec<Arc<Feed>> = readers.values().map(|r| r.feed.clone()).collect();
                             let lost = behind_start(&shared.offsets, &all).await;
                             let lost = if lost.is_empty() { all } else { lost };
-                            drop_feeds(&shared, lost.iter(), &Error::PositionLost(msg));
+                            drop_feeds(&shared, lost.iter(), &kafka::Error::PositionLost(msg).into());
                             changed = true;
                         }
                         // An error about no one partition: end the streams of every
                         // feed, which new subscriptions restart.
                         fatal => {
-                            drop_feeds(&shared, readers.values().map(|r| &r.feed), &fatal);
+                            drop_feeds(&shared, readers.values().map(|r| &r.feed), &fatal.into());
                             changed = true;
                         }
                     }
@@ -394,7 +398,7 @@ async fn read_partition(
                             }
                         }
                         Err(err) => match stream_error(&err, &topics) {
-                            Error::Unavailable(msg) => {
+                            kafka::Error::Unavailable(msg) => {
                                 warn!(%msg, topic = %feed.topic, partition = feed.partition, "shared consumer error, retrying");
                                 break;
                             }
@@ -402,7 +406,7 @@ async fn read_partition(
                             // its feed only.
                             fatal => {
                                 guard.armed = false;
-                                drop_feeds(&shared, std::iter::once(&feed), &fatal);
+                                drop_feeds(&shared, std::iter::once(&feed), &fatal.into());
                                 return;
                             }
                         },
@@ -435,10 +439,11 @@ impl Drop for EndsFeed<'_> {
             drop_feeds(
                 self.shared,
                 std::iter::once(self.feed),
-                &Error::Other(format!(
+                &kafka::Error::Other(format!(
                     "the reader of {}/{} stopped",
                     self.feed.topic, self.feed.partition
-                )),
+                ))
+                .into(),
             );
         }
     }
@@ -498,10 +503,10 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
         // Split before the assignment, so no record of it reaches the shared queue.
         let Some(queue) = consumer.split_partition_queue(feed.topic.as_str(), feed.partition)
         else {
-            feed.fail(Error::Other(format!(
-                "no queue for {}/{}",
-                feed.topic, feed.partition
-            )));
+            feed.fail(
+                kafka::Error::Other(format!("no queue for {}/{}", feed.topic, feed.partition))
+                    .into(),
+            );
             continue;
         };
         if let Err(err) = new.add_partition_offset(
@@ -509,7 +514,7 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
             feed.partition,
             Offset::Offset(feed.next_offset()),
         ) {
-            feed.fail(Error::Other(err.to_string()));
+            feed.fail(kafka::Error::Other(err.to_string()).into());
             continue;
         }
         let stop = CancellationToken::new();
@@ -533,7 +538,11 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
         let assigned = blocking(consumer, move |c| c.incremental_assign(&new)).await;
         match assigned {
             Some(Ok(())) => {}
-            Some(Err(err)) => drop_feeds(shared, added.iter(), &Error::from_kafka(&err, None)),
+            Some(Err(err)) => drop_feeds(
+                shared,
+                added.iter(),
+                &kafka::Error::from_kafka(&err, None).into(),
+            ),
             None => drop_feeds(shared, added.iter(), &Error::ShuttingDown),
         }
     }

@@ -11,7 +11,7 @@
 
 use crate::{
     domain::{ConsumedRecord, TopicName},
-    kafka::Error,
+    Error,
 };
 use std::{
     collections::{HashMap, VecDeque},
@@ -188,10 +188,11 @@ impl Feed {
         loop {
             if cursor.next_seq < ring.first_seq {
                 let resume = ring.records.front().map_or(ring.next_offset, |r| r.offset);
-                return Next::Failed(Error::Overloaded(format!(
-                    "the stream fell behind the live feed of {}/{} by more than the gateway keeps for slow readers (--fanout-buffer-bytes); read faster, or subscribe again with START_POSITION_OFFSET from the offset after the last record received (records from {resume} are still in the feed)",
-                    self.topic, self.partition
-                )));
+                return Next::Failed(Error::FellBehind {
+                    topic: self.topic.to_string(),
+                    partition: self.partition,
+                    resume_offset: resume,
+                });
             }
             let at = (cursor.next_seq - ring.first_seq) as usize;
             let Some(record) = ring.records.get(at) else {
@@ -356,7 +357,7 @@ mod tests {
         }
         assert!(matches!(
             next(&feed, &mut slow, 2),
-            Next::Failed(Error::Overloaded(_))
+            Next::Failed(Error::FellBehind { .. })
         ));
     }
 

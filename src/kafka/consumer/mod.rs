@@ -19,9 +19,10 @@ pub use subscription::Subscription;
 
 use super::{
     metadata::{OffsetLookup, TopicLookup},
-    Error, KafkaSettings,
+    KafkaSettings,
 };
 use crate::domain::{AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
+use crate::{kafka, Error};
 use context::{Floors, GroupContext};
 use fanout::FanOut;
 use offsets::CommitTracker;
@@ -80,11 +81,11 @@ impl ConsumerManager {
     pub fn new(
         settings: &KafkaSettings,
         shutdown: CancellationToken,
-    ) -> Result<ConsumerManager, Error> {
+    ) -> Result<ConsumerManager, kafka::Error> {
         let lookups: BaseConsumer = settings
             .metadata()
             .create()
-            .map_err(|e| Error::client("metadata client", e))?;
+            .map_err(|e| kafka::Error::client("metadata client", e))?;
         let lookups = Arc::new(lookups);
         let offsets = OffsetLookup::new(lookups.clone(), settings.broker_timeout);
         Ok(ConsumerManager {
@@ -179,10 +180,13 @@ impl ConsumerManager {
         let setting_up = self.setting_up.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(&self.setting_up);
         if self.tasks.len() + setting_up >= self.settings.max_subscriptions {
-            return Err(Error::Overloaded(format!(
-                "this gateway already runs {} subscriptions with a consumer of their own (--max-subscriptions); retry later or on another instance",
-                self.settings.max_subscriptions
-            )));
+            return Err(Error::Overloaded {
+                message: format!(
+                    "this gateway already runs {} subscriptions with a consumer of their own (--max-subscriptions); retry later or on another instance",
+                    self.settings.max_subscriptions
+                ),
+                limit: self.settings.max_subscriptions,
+            });
         }
         Ok(slot)
     }
@@ -212,11 +216,16 @@ impl ConsumerManager {
         start: PartitionStart,
     ) -> Result<Vec<(TopicName, i32, i64)>, Error> {
         // Held by the blocking task, which runs on when a caller gives up waiting.
-        let running = self.resets.clone().try_acquire_owned().map_err(|_| {
-            Error::Overloaded(format!(
-                "{MAX_RESETS} offset resets are already running on this gateway instance; retry shortly"
-            ))
-        })?;
+        let running = self
+            .resets
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded {
+                message: format!(
+                    "{MAX_RESETS} offset resets are already running on this gateway instance; retry shortly"
+                ),
+                limit: MAX_RESETS,
+            })?;
         self.topics.partition_count(&topic).await?;
         let resolved = partitions::resolve(
             &self.topics,
@@ -247,20 +256,20 @@ impl ConsumerManager {
         );
         tokio::task::spawn_blocking(move || {
             let _running = running;
-            let consumer: BaseConsumer =
-                config.create().map_err(|e| Error::client("consumer", e))?;
+            let consumer: BaseConsumer = config
+                .create()
+                .map_err(|e| kafka::Error::client("consumer", e))?;
             let groups = consumer
                 .fetch_group_list(Some(&group), timeout)
-                .map_err(|e| Error::from_kafka(&e, None))?;
+                .map_err(|e| kafka::Error::from_kafka(&e, None))?;
             let members = groups
                 .groups()
                 .iter()
                 .find(|g| g.name() == group)
                 .map_or(0, |g| g.members().len());
-            let active = |why: String| {
-                Error::Refused(format!(
-                    "group {group:?} is active ({why}): stop its consumers, then reset its offsets"
-                ))
+            let active = |members: String| Error::GroupNotEmpty {
+                group: group.clone(),
+                members,
             };
             if members > 0 {
                 return Err(active(format!("{members} members")));
@@ -268,17 +277,17 @@ impl ConsumerManager {
             let mut tpl = TopicPartitionList::with_capacity(list.len());
             for (topic, partition, offset) in &list {
                 tpl.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
-                    .map_err(|e| Error::Other(e.to_string()))?;
+                    .map_err(|e| kafka::Error::Other(e.to_string()))?;
             }
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(|e| match Error::from_kafka(&e, None) {
-                    Error::MembershipLost(why) => active(why),
-                    other => other,
-                })
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                match kafka::Error::from_kafka(&e, None) {
+                    kafka::Error::MembershipLost(why) => active(why),
+                    other => other.into(),
+                }
+            })
         })
         .await
-        .map_err(|e| Error::Other(format!("offset reset task failed: {e}")))??;
+        .map_err(|e| kafka::Error::Other(format!("offset reset task failed: {e}")))??;
         Ok(offsets)
     }
 
@@ -336,11 +345,11 @@ impl ConsumerManager {
             .prepare(move || {
                 let consumer: StreamConsumer<GroupContext> = config
                     .create_with_context(context)
-                    .map_err(|e| Error::client("consumer", e))?;
+                    .map_err(|e| kafka::Error::client("consumer", e))?;
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 consumer
                     .subscribe(&names)
-                    .map_err(|e| Error::from_kafka(&e, None))?;
+                    .map_err(|e| kafka::Error::from_kafka(&e, None))?;
                 Ok(consumer)
             })
             .await?;
@@ -411,7 +420,7 @@ impl ConsumerManager {
         let mut list = TopicPartitionList::with_capacity(assignment.len());
         for (topic, partition, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
-                .map_err(|e| Error::Other(e.to_string()))?;
+                .map_err(|e| kafka::Error::Other(e.to_string()))?;
         }
         // With explicit offsets the range was checked; if retention deletes records
         // under a running stream, fail it rather than silently jump.
@@ -420,14 +429,15 @@ impl ConsumerManager {
         let leaders_of = from_beginning.then_some(topics.clone());
         let consumer = self
             .prepare(move || {
-                let consumer: StreamConsumer<DefaultConsumerContext> =
-                    config.create().map_err(|e| Error::client("consumer", e))?;
+                let consumer: StreamConsumer<DefaultConsumerContext> = config
+                    .create()
+                    .map_err(|e| kafka::Error::client("consumer", e))?;
                 if let Some(topics) = leaders_of {
                     learn_leaders(&consumer, &topics);
                 }
                 consumer
                     .assign(&list)
-                    .map_err(|e| Error::from_kafka(&e, None))?;
+                    .map_err(|e| kafka::Error::from_kafka(&e, None))?;
                 Ok(consumer)
             })
             .await?;

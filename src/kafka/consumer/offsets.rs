@@ -4,7 +4,7 @@
 
 use crate::{
     domain::{AckMode, SubscriptionEvent, TopicName},
-    kafka::Error,
+    Error,
 };
 use futures::task::AtomicWaker;
 use rdkafka::{
@@ -107,23 +107,30 @@ impl CommitTracker {
         let mut inner = self.lock();
         let key = (topic.clone(), partition);
         if !inner.ever_assigned.contains(&key) {
-            return Err(Error::UnknownRecord(format!(
-                "offset {offset} of {topic}/{partition} was not delivered by this subscription: it never read that partition"
-            )));
+            return Err(Error::RecordNotDelivered {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                never_read: true,
+            });
         }
         if !inner.assigned.contains_key(&key) {
-            return Err(Error::AckRefused(format!(
-                "{topic}/{partition} was revoked from this subscription; its unacknowledged records go to the partition's new owner"
-            )));
+            return Err(Error::PartitionRevoked {
+                topic: topic.to_string(),
+                partition,
+            });
         }
         let removed = inner
             .outstanding
             .get_mut(&key)
             .is_some_and(|o| o.remove(&offset));
         if !removed {
-            return Err(Error::UnknownRecord(format!(
-                "offset {offset} of {topic}/{partition} was not delivered by this subscription, or was acknowledged already"
-            )));
+            return Err(Error::RecordNotDelivered {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                never_read: false,
+            });
         }
         inner.unacked -= 1;
         let next = match inner.outstanding.get(&key).and_then(|o| o.first()) {

@@ -5,9 +5,10 @@
 use crate::{
     domain::{PartitionStart, TopicName, MAX_PARTITIONS},
     kafka::{
+        self,
         metadata::{OffsetLookup, TopicLookup},
-        Error,
     },
+    Error,
 };
 use rdkafka::Offset;
 
@@ -77,13 +78,14 @@ pub(super) async fn resolve(
             let mut starts = Vec::with_capacity(list.len());
             for ((topic, partition, offset), (low, high)) in list.into_iter().zip(marks) {
                 if offset < low || offset > high {
-                    return Err(Error::OffsetOutOfRange {
+                    return Err(kafka::Error::OffsetOutOfRange {
                         topic: topic.to_string(),
                         partition,
                         offset,
                         low,
                         high,
-                    });
+                    }
+                    .into());
                 }
                 starts.push(Offset::Offset(offset));
             }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     domain::{ConsumedRecord, Header, TopicName},
-    kafka::{record_timestamp, Error},
+    kafka::{self, record_timestamp},
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -152,9 +152,9 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                                     }
                                 }
                                 Err(err) => match stream_error(&err, &topics) {
-                                    Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
+                                    kafka::Error::Unavailable(msg) => warn!(%msg, "consumer error, retrying"),
                                     fatal => {
-                                        end = Some(fatal);
+                                        end = Some(fatal.into());
                                         break;
                                     }
                                 },
@@ -254,13 +254,13 @@ fn resume<C: ConsumerContext>(
 
 /// A consumer error as the stream's end, or [`Error::Unavailable`] for the
 /// transient ones librdkafka recovers from by itself.
-pub(super) fn stream_error(err: &KafkaError, topics: &[TopicName]) -> Error {
+pub(super) fn stream_error(err: &KafkaError, topics: &[TopicName]) -> kafka::Error {
     let names = topics
         .iter()
         .map(TopicName::as_str)
         .collect::<Vec<_>>()
         .join(",");
-    Error::from_kafka(err, Some(&names))
+    kafka::Error::from_kafka(err, Some(&names))
 }
 
 /// Commits what was delivered and destroys the consumer on the blocking pool.

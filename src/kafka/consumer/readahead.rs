@@ -12,7 +12,7 @@
 //! while the stream empties the other.
 
 use super::subscription::TaggedRecord;
-use crate::kafka::Error;
+use crate::Error;
 use std::{
     sync::Arc,
     task::{Context, Poll},

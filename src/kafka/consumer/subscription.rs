@@ -3,7 +3,7 @@
 use super::{fanout::FeedReader, offsets::CommitTracker, readahead};
 use crate::{
     domain::{ConsumedRecord, SubscriptionEvent},
-    kafka::Error,
+    Error,
 };
 use futures::Stream;
 use std::{
