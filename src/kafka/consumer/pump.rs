@@ -3,8 +3,7 @@
 
 use super::{
     offsets::CommitTracker,
-    readahead::{Refused, Writer},
-    subscription::TaggedRecord,
+    readahead::{Refused, TaggedRecord, Writer},
 };
 use crate::{
     domain::{ConsumedRecord, Header, TopicName},

@@ -11,13 +11,18 @@
 //! reaches half, so its last record may take it beyond), so the pump fills one
 //! while the stream empties the other.
 
-use super::subscription::TaggedRecord;
-use crate::Error;
+use crate::{domain::ConsumedRecord, Error};
 use std::{
     sync::Arc,
     task::{Context, Poll},
 };
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
+
+/// A record on its way to the client, tagged with the assignment it was read under.
+pub(super) struct TaggedRecord {
+    pub record: ConsumedRecord,
+    pub generation: u64,
+}
 
 /// Payload bytes a record holds per place it takes, past its first place.
 pub(super) const SLOT_BYTES: usize = 4096;

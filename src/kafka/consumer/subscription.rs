@@ -1,10 +1,11 @@
 //! The stream a Subscribe RPC reads from.
 
-use super::{fanout::FeedReader, offsets::CommitTracker, readahead};
-use crate::{
-    domain::{ConsumedRecord, SubscriptionEvent},
-    Error,
+use super::{
+    fanout::FeedReader,
+    offsets::CommitTracker,
+    readahead::{self, TaggedRecord},
 };
+use crate::{domain::SubscriptionEvent, Error};
 use futures::Stream;
 use std::{
     future::Future,
@@ -16,12 +17,6 @@ use std::{
     task::{Context, Poll},
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
-
-/// A record on its way to the client, tagged with the assignment it was read under.
-pub(super) struct TaggedRecord {
-    pub record: ConsumedRecord,
-    pub generation: u64,
-}
 
 /// Events of one subscription: records in partition order, and for group
 /// subscriptions partition assignment changes. Records are read ahead into a small bounded
