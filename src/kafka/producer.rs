@@ -6,8 +6,7 @@
 //! batched Publish or PublishStream waiting for it drains in batches: no channel,
 //! future or wakeup per record.
 
-use super::record_timestamp;
-use super::{metadata::TopicLookup, Error, KafkaSettings};
+use super::{metadata::TopicLookup, record, Error, KafkaSettings};
 use crate::{
     domain::{OutgoingRecord, Placement, TopicName},
     error::BatchFailure,
@@ -16,8 +15,8 @@ use futures::task::AtomicWaker;
 use rdkafka::{
     client::ClientContext,
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Header, Message, OwnedHeaders},
-    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
+    message::Message,
+    producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 use std::{
     sync::{Arc, Mutex},
@@ -79,11 +78,7 @@ impl ProducerContext for Router {
 
     fn delivery(&self, result: &DeliveryResult<'_>, target: Box<Target>) {
         let outcome = match result {
-            Ok(message) => Ok(Placement {
-                partition: message.partition(),
-                offset: message.offset(),
-                timestamp: record_timestamp(message.timestamp()),
-            }),
+            Ok(message) => Ok(record::placement(message)),
             Err((err, message)) => Err(delivery_error(err, message.topic())),
         };
         target.deliveries.push(target.tag, outcome);
@@ -213,7 +208,7 @@ impl ProducerManager {
         tag: u64,
     ) -> Result<(), Error> {
         self.producer
-            .send(base_record(
+            .send(record::outgoing(
                 topic,
                 record,
                 Box::new(Target {
@@ -239,39 +234,6 @@ impl ProducerManager {
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
     }
-}
-
-fn base_record<'a>(
-    topic: &'a TopicName,
-    record: &'a OutgoingRecord,
-    target: Box<Target>,
-) -> BaseRecord<'a, [u8], [u8], Box<Target>> {
-    let mut base = BaseRecord::with_opaque_to(topic.as_str(), target);
-    if let Some(key) = &record.key {
-        base = base.key(key.as_ref());
-    }
-    if let Some(value) = &record.value {
-        base = base.payload(value.as_ref());
-    }
-    if let Some(partition) = record.partition {
-        base = base.partition(partition);
-    }
-    if let Some(ms) = record.timestamp_ms {
-        base = base.timestamp(ms);
-    }
-    if !record.headers.is_empty() {
-        let headers = record.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(record.headers.len()),
-            |headers, h| {
-                headers.insert(Header {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                })
-            },
-        );
-        base = base.headers(headers);
-    }
-    base
 }
 
 fn delivery_error(err: &KafkaError, topic: &str) -> Error {

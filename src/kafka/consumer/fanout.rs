@@ -12,11 +12,11 @@
 
 use super::{
     feed::{poll_cursors, Cursor, Feed},
-    pump::{stream_error, teardown, to_record, BURST},
+    pump::{stream_error, teardown, BURST},
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},
-    kafka::{self, metadata::OffsetLookup, KafkaSettings},
+    kafka::{self, metadata::OffsetLookup, record, KafkaSettings},
     Error,
 };
 use futures::{FutureExt, StreamExt};
@@ -393,7 +393,7 @@ async fn read_partition(
                 while let Some(item) = next.take() {
                     match item {
                         Ok(message) => {
-                            if feed.push(to_record(&message, feed.topic.clone())) {
+                            if feed.push(record::consumed(&message, feed.topic.clone())) {
                                 break;
                             }
                         }

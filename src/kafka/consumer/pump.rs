@@ -6,15 +6,14 @@ use super::{
     readahead::{Refused, TaggedRecord, Writer},
 };
 use crate::{
-    domain::{ConsumedRecord, Header, TopicName},
-    kafka::{self, record_timestamp},
+    domain::{ConsumedRecord, TopicName},
+    kafka::{self, record},
 };
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rdkafka::{
     consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
-    message::{BorrowedMessage, Headers},
+    message::BorrowedMessage,
     Message, TopicPartitionList,
 };
 use std::{
@@ -137,7 +136,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
                         while let Some(item) = next.take() {
                             match item {
                                 Ok(message) => {
-                                    let record = to_record(&message, topic_of(&message, &topics));
+                                    let record = record::consumed(&message, topic_of(&message, &topics));
                                     drop(message);
                                     let generation = delivered.as_ref().map_or(0, |d| d.generation(&record.topic, record.partition));
                                     let delivery = TaggedRecord { record, generation };
@@ -304,26 +303,4 @@ fn topic_of(message: &BorrowedMessage<'_>, topics: &[TopicName]) -> TopicName {
         .find(|t| t.as_str() == message.topic())
         .cloned()
         .unwrap_or_else(|| TopicName::trusted(message.topic()))
-}
-
-/// Copies a message out of librdkafka's buffers.
-pub(super) fn to_record(message: &BorrowedMessage<'_>, topic: TopicName) -> ConsumedRecord {
-    let headers = message.headers().map_or_else(Vec::new, |headers| {
-        headers
-            .iter()
-            .map(|h| Header {
-                key: h.key.to_string(),
-                value: h.value.map(Bytes::copy_from_slice),
-            })
-            .collect()
-    });
-    ConsumedRecord {
-        topic,
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(Bytes::copy_from_slice),
-        value: message.payload().map(Bytes::copy_from_slice),
-        headers,
-        timestamp: record_timestamp(message.timestamp()),
-    }
 }
