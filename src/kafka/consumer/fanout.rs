@@ -12,7 +12,7 @@
 
 use super::{
     feed::{poll_cursors, Cursor, Feed},
-    pump::{stream_error, teardown, BURST},
+    task::{stream_error, teardown, BURST},
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},

@@ -14,6 +14,7 @@ mod partitions;
 mod pump;
 mod readahead;
 mod subscription;
+mod task;
 
 pub use subscription::Subscription;
 

@@ -4,6 +4,7 @@
 use super::{
     offsets::CommitTracker,
     readahead::{Refused, TaggedRecord, Writer},
+    task::{stream_error, teardown, BURST},
 };
 use crate::{
     domain::{ConsumedRecord, TopicName},
@@ -12,7 +13,6 @@ use crate::{
 use futures::{FutureExt, StreamExt};
 use rdkafka::{
     consumer::{Consumer, ConsumerContext, StreamConsumer},
-    error::KafkaError,
     message::BorrowedMessage,
     Message, TopicPartitionList,
 };
@@ -31,13 +31,6 @@ use tracing::{debug, warn};
 /// that stopped reading gets its partitions paused, so the consumer is polled again
 /// and its group can rebalance (which waits for at most this long).
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
-
-/// Records moved in one turn of the pump at most, so that commits, shutdown and a
-/// client that left are still seen promptly.
-pub(super) const BURST: usize = 256;
-
-/// When a consumer close has taken this long, say so in the log.
-const SLOW_CLOSE: Duration = Duration::from_secs(15);
 
 /// Group subscriptions commit delivered offsets on an interval.
 pub(super) struct Commits {
@@ -248,47 +241,6 @@ fn resume<C: ConsumerContext>(
     if let Err(err) = consumer.resume(&all) {
         debug!(%err, "resume after catching up");
     }
-}
-
-/// A consumer error as the stream's end, or [`Error::Unavailable`] for the
-/// transient ones librdkafka recovers from by itself.
-pub(super) fn stream_error(err: &KafkaError, topics: &[TopicName]) -> kafka::Error {
-    let names = topics
-        .iter()
-        .map(TopicName::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    kafka::Error::from_kafka(err, Some(&names))
-}
-
-/// Commits what was delivered and destroys the consumer on the blocking pool.
-///
-/// Destroying a group consumer runs librdkafka's close: it revokes the partitions,
-/// waits for in-flight commits and leaves the group, which takes a broker round
-/// trip and must not stall a runtime thread. The final commit is asynchronous
-/// because a synchronous one waits without a time limit when the group coordinator
-/// is down; the close waits for it anyway, and for at most the session timeout.
-pub(super) async fn teardown<C: ConsumerContext + 'static>(
-    consumer: StreamConsumer<C>,
-    delivered: Option<Arc<CommitTracker>>,
-) {
-    let mut closing = tokio::task::spawn_blocking(move || {
-        if let Some(delivered) = &delivered {
-            delivered.commit(&consumer);
-        }
-        drop(consumer);
-    });
-    let closed = match tokio::time::timeout(SLOW_CLOSE, &mut closing).await {
-        Ok(closed) => closed,
-        Err(_) => {
-            warn!(after = ?SLOW_CLOSE, "a Kafka consumer is slow to close; is the group coordinator reachable?");
-            closing.await
-        }
-    };
-    if let Err(err) = closed {
-        warn!(%err, "consumer teardown panicked");
-    }
-    debug!("consumer closed");
 }
 
 /// The subscription's own name for a message's topic, which saves an allocation.
