@@ -8,7 +8,6 @@
 
 mod context;
 mod fanout;
-mod feed;
 mod offsets;
 mod partitions;
 mod pump;
