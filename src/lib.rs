@@ -2,7 +2,8 @@
 //!
 //! `docs/architecture.md` walks a Publish and a Subscribe through these modules.
 //!
-//! - [`config`]: the one configuration struct (flags, environment, TOML file).
+//! - [`cli`]: the binary's subcommands and how its command line is parsed.
+//! - [`config`]: the settings in typed groups (flags, environment, TOML file).
 //! - [`server`]: builds the managers and gRPC services, runs them, shuts down in order.
 //! - [`transport`]: gRPC. Generated API, proto/domain conversion, thin services, the
 //!   one error-to-status mapping, client deadlines.
@@ -13,6 +14,7 @@
 //! - [`embedded_broker`]: the in-memory demo broker (not Kafka).
 //! - [`shutdown`], [`telemetry`]: signals and logging.
 
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod embedded_broker;

@@ -1,10 +1,10 @@
 //! Builds the gateway (managers and gRPC services) and runs it until shutdown.
 
 use crate::{
-    config::Config,
+    config::{Config, ServerConfig},
     kafka::{self, ConsumerManager, KafkaSettings, ProducerManager},
     transport::{
-        http2::{self, Http2Settings},
+        http2,
         proto::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
@@ -37,37 +37,24 @@ pub struct Gateway {
     consumers: Arc<ConsumerManager>,
     shutdown: CancellationToken,
     stream_limits: StreamLimits,
-    max_request_bytes: usize,
-    grace: Duration,
-    http2: Http2Settings,
+    server: ServerConfig,
 }
 
 impl Gateway {
-    /// Creates the Kafka clients for `brokers`. Nothing connects yet: librdkafka
+    /// Creates the Kafka clients for `bootstrap_servers`. Nothing connects yet: librdkafka
     /// connects in the background, and requests fail with UNAVAILABLE until it can.
-    pub fn new(config: &Config, brokers: String) -> Result<Gateway, ServeError> {
-        let settings = KafkaSettings::new(config, brokers);
+    pub fn new(config: &Config, bootstrap_servers: String) -> Result<Gateway, ServeError> {
+        let settings = KafkaSettings::new(config, bootstrap_servers);
         let shutdown = CancellationToken::new();
         Ok(Gateway {
             producer: Arc::new(ProducerManager::new(&settings)?),
             consumers: Arc::new(ConsumerManager::new(&settings, shutdown.child_token())?),
             shutdown,
             stream_limits: StreamLimits {
-                max_in_flight: config.publish_stream_in_flight,
-                max_message_bytes: config.max_message_bytes,
+                max_in_flight: config.producer.publish_stream_in_flight,
+                max_message_bytes: config.kafka.max_message_bytes,
             },
-            max_request_bytes: config.max_request_bytes,
-            grace: config.shutdown_grace,
-            http2: Http2Settings {
-                stream_window: config.http2_stream_window,
-                connection_window: config.http2_connection_window,
-                max_streams: config.max_streams_per_connection,
-                // Pings find clients that vanished without closing (a crashed
-                // host, a dropped network path), so their streams end and their
-                // consumers leave.
-                keepalive_interval: config.keepalive_interval,
-                keepalive_timeout: config.keepalive_timeout,
-            },
+            server: config.server.clone(),
         })
     }
 
@@ -110,9 +97,9 @@ impl Gateway {
             self.stream_limits,
             self.shutdown.child_token(),
         ))
-        .max_decoding_message_size(self.max_request_bytes);
+        .max_decoding_message_size(self.server.max_request_bytes);
         let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
-            .max_decoding_message_size(self.max_request_bytes);
+            .max_decoding_message_size(self.server.max_request_bytes);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "kafka-gateway listening");
         }
@@ -127,24 +114,24 @@ impl Gateway {
         let serving = http2::serve(
             listener,
             StampArrival.layer(routes),
-            self.http2.clone(),
+            self.server.clone(),
             self.shutdown.clone(),
         );
         tokio::pin!(serving);
         let deadline;
         tokio::select! {
             () = &mut serving => {
-                deadline = tokio::time::Instant::now() + self.grace;
+                deadline = tokio::time::Instant::now() + self.server.shutdown_grace;
             }
             () = signal => {
                 info!("shutting down: ending streams and finishing in-flight publishes");
                 for service in ["", "kafka_gateway.v1.PublisherService", "kafka_gateway.v1.SubscriberService"] {
                     health.set_service_status(service, ServingStatus::NotServing).await;
                 }
-                deadline = tokio::time::Instant::now() + self.grace;
+                deadline = tokio::time::Instant::now() + self.server.shutdown_grace;
                 self.shutdown.cancel();
                 if tokio::time::timeout_at(deadline, &mut serving).await.is_err() {
-                    warn!(grace = ?self.grace, "connections still open after the shutdown grace; closing them");
+                    warn!(grace = ?self.server.shutdown_grace, "connections still open after the shutdown grace; closing them");
                 }
             }
         }

@@ -273,7 +273,7 @@ async fn an_unreachable_broker_is_unavailable_and_deadlines_are_honoured() {
         .port();
     let brokers = format!("127.0.0.1:{port}");
     let mut config = config(&["--broker-timeout", "2s"]);
-    config.brokers = Some(brokers);
+    config.kafka.brokers = Some(brokers);
     let gw = TestGateway::start_with(config).await;
     let mut publisher = gw.publisher().await;
     let request = || proto::PublishRequest {

@@ -140,7 +140,7 @@ async fn publish_through_broker_restart(
         "--broker-timeout",
         "5s",
     ]);
-    config.brokers = Some(broker.address());
+    config.kafka.brokers = Some(broker.address());
     let gw = TestGateway::start_with(config).await;
     let topic = unique("restart");
     broker.create_topic(&topic, 2).await;

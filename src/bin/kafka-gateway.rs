@@ -1,7 +1,7 @@
 //! The `kafka-gateway` binary: parse the configuration, start, serve until a signal.
 
 use kafka_gateway::{
-    config::{Cli, Command},
+    cli::{Cli, Command},
     embedded_broker::EmbeddedBroker,
     server::Gateway,
     shutdown, telemetry,
@@ -52,11 +52,13 @@ async fn run() -> ExitCode {
     let Command::Serve(config) = cli.command;
     telemetry::init();
     if let Err(err) = config.validate() {
-        eprintln!("error: {err}");
+        for problem in err.problems() {
+            eprintln!("error: {problem}");
+        }
         return ExitCode::from(2);
     }
     // The embedded broker must outlive the gateway; it stays on this stack frame.
-    let embedded = if config.embedded_broker {
+    let embedded = if config.kafka.embedded_broker {
         match EmbeddedBroker::start() {
             Ok(broker) => {
                 tracing::warn!(
@@ -73,19 +75,19 @@ async fn run() -> ExitCode {
     } else {
         None
     };
-    let brokers = match (&embedded, &config.brokers) {
+    let bootstrap_servers = match (&embedded, &config.kafka.brokers) {
         (Some(broker), _) => broker.bootstrap_servers(),
         (None, Some(brokers)) => brokers.clone(),
         (None, None) => unreachable!("validate() requires brokers or the embedded broker"),
     };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("error: cannot listen on {}: {err}", config.listen);
+            eprintln!("error: cannot listen on {}: {err}", config.server.listen);
             return ExitCode::FAILURE;
         }
     };
-    let gateway = match Gateway::new(&config, brokers) {
+    let gateway = match Gateway::new(&config, bootstrap_servers) {
         Ok(gateway) => gateway,
         Err(err) => {
             eprintln!("error: {err}");

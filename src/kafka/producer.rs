@@ -104,7 +104,7 @@ impl ProducerManager {
         let lookups = producer.clone();
         let topics = TopicLookup::new(
             Arc::new(move |topic, t| lookups.client().fetch_metadata(Some(topic), t)),
-            settings.broker_timeout,
+            settings.kafka.broker_timeout,
         );
         Ok(ProducerManager { producer, topics })
     }

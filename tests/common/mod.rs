@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use kafka_gateway::{
-    config::{Cli, Command, Config},
+    cli::{Cli, Command},
+    config::Config,
     kafka::{ConsumerManager, ProducerManager},
     server::Gateway,
     transport::proto::{
@@ -119,7 +120,7 @@ impl TestGateway {
         kafka_gateway::telemetry::init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let brokers = config.brokers.clone().unwrap();
+        let brokers = config.kafka.brokers.clone().unwrap();
         let gateway = Gateway::new(&config, brokers).expect("gateway starts");
         let consumers = gateway.consumers();
         let producer = gateway.producer();

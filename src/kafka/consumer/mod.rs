@@ -87,7 +87,7 @@ impl ConsumerManager {
             .create()
             .map_err(|e| kafka::Error::client("metadata client", e))?;
         let lookups = Arc::new(lookups);
-        let offsets = OffsetLookup::new(lookups.clone(), settings.broker_timeout);
+        let offsets = OffsetLookup::new(lookups.clone(), settings.kafka.broker_timeout);
         Ok(ConsumerManager {
             fanout: FanOut::new(settings, offsets.clone(), shutdown.clone()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -95,7 +95,7 @@ impl ConsumerManager {
             setting_up: AtomicUsize::new(0),
             resets: Arc::new(tokio::sync::Semaphore::new(MAX_RESETS)),
             settings: settings.clone(),
-            topics: TopicLookup::through_consumer(lookups.clone(), settings.broker_timeout),
+            topics: TopicLookup::through_consumer(lookups.clone(), settings.kafka.broker_timeout),
             offsets,
             shutdown,
             tasks: TaskTracker::new(),
@@ -169,7 +169,7 @@ impl ConsumerManager {
             })
             .collect();
         match exact {
-            Some(exact) if self.settings.fanout => self.fanout.join(&exact),
+            Some(exact) if self.settings.fanout.enabled => self.fanout.join(&exact),
             _ => Ok(None),
         }
     }
@@ -179,13 +179,13 @@ impl ConsumerManager {
     fn reserve_slot(&self) -> Result<Slot<'_>, Error> {
         let setting_up = self.setting_up.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(&self.setting_up);
-        if self.tasks.len() + setting_up >= self.settings.max_subscriptions {
+        if self.tasks.len() + setting_up >= self.settings.consumer.max_subscriptions {
             return Err(Error::Overloaded {
                 message: format!(
                     "this gateway already runs {} subscriptions with a consumer of their own (--max-subscriptions); retry later or on another instance",
-                    self.settings.max_subscriptions
+                    self.settings.consumer.max_subscriptions
                 ),
-                limit: self.settings.max_subscriptions,
+                limit: self.settings.consumer.max_subscriptions,
             });
         }
         Ok(slot)
@@ -251,7 +251,7 @@ impl ConsumerManager {
         let config = self.settings.consumer(Some(group), "earliest");
         let (group, timeout, list) = (
             group.to_string(),
-            self.settings.broker_timeout,
+            self.settings.kafka.broker_timeout,
             offsets.clone(),
         );
         tokio::task::spawn_blocking(move || {
@@ -337,7 +337,7 @@ impl ConsumerManager {
             group: group_id.clone(),
             delivered: delivered.clone(),
             floors,
-            timeout: self.settings.broker_timeout,
+            timeout: self.settings.kafka.broker_timeout,
         };
         let config = self.settings.consumer(Some(&group_id), reset);
         let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
@@ -355,7 +355,7 @@ impl ConsumerManager {
             .await?;
         let commits = Commits {
             delivered: delivered.clone(),
-            interval: self.settings.commit_interval,
+            interval: self.settings.consumer.commit_interval,
         };
         let started = delivered
             .client_acks()
@@ -479,7 +479,7 @@ impl ConsumerManager {
         delivered: Option<Arc<CommitTracker>>,
         started: Option<String>,
     ) -> Subscription {
-        let (tx, rx) = readahead::channel(self.settings.subscribe_buffer);
+        let (tx, rx) = readahead::channel(self.settings.consumer.subscribe_buffer);
         let pump = Pump {
             consumer,
             topics,

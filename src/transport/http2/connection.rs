@@ -6,8 +6,8 @@ use super::{
     request_body::{BodySignal, Inbox, RequestBody},
     respond,
     socket::{Socket, FRAME_BUDGET, READ_PER_TURN},
-    Http2Settings,
 };
+use crate::config::ServerConfig;
 use bytes::Bytes;
 use futures::{future::Either, task::AtomicWaker};
 use http_body::Body;
@@ -49,7 +49,7 @@ const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 pub(super) async fn serve<S, B>(
     tcp: TcpStream,
     service: S,
-    settings: Arc<Http2Settings>,
+    settings: Arc<ServerConfig>,
     shutdown: CancellationToken,
 ) where
     S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
@@ -66,9 +66,9 @@ pub(super) async fn serve<S, B>(
     let socket = Socket::new(tcp, allowance.clone());
     let mut builder = h2::server::Builder::new();
     builder
-        .initial_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window)
-        .max_concurrent_streams(settings.max_streams)
+        .initial_window_size(settings.http2_stream_window)
+        .initial_connection_window_size(settings.http2_connection_window)
+        .max_concurrent_streams(settings.max_streams_per_connection)
         .max_header_list_size(MAX_HEADER_LIST_BYTES)
         .max_send_buffer_size(MAX_SEND_BUFFER_BYTES)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
@@ -265,7 +265,7 @@ struct Keepalive {
 }
 
 impl Keepalive {
-    fn new(settings: &Http2Settings) -> Keepalive {
+    fn new(settings: &ServerConfig) -> Keepalive {
         Keepalive {
             pings: None,
             interval: settings.keepalive_interval,

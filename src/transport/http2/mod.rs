@@ -10,8 +10,8 @@
 //! reads ([`request_body`]), so backpressure by flow control works for records of
 //! any size, and what a connection holds is bounded by its windows:
 //!
-//! - per stream, at most `stream_window` bytes the service has not read;
-//! - per connection, at most `connection_window` bytes in all (a stalled stream
+//! - per stream, at most `--http2-stream-window` bytes the service has not read;
+//! - per connection, at most `--http2-connection-window` bytes in all (a stalled stream
 //!   takes at most its own window of it, so other calls keep flowing), plus one
 //!   turn's frames inside h2 ([`socket::READ_PER_TURN`]).
 //!
@@ -27,6 +27,7 @@ mod socket;
 
 pub use request_body::RequestBody;
 
+use crate::config::ServerConfig;
 use bytes::Bytes;
 use http_body::Body;
 use std::{sync::Arc, time::Duration};
@@ -34,23 +35,6 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::codegen::http::{Request, Response};
 use tracing::warn;
-
-/// Settings of every client connection.
-#[derive(Debug, Clone)]
-pub struct Http2Settings {
-    /// Flow-control window of one stream: bytes a client may send ahead of what
-    /// the gateway has read.
-    pub stream_window: u32,
-    /// Flow-control window of a connection, over all its streams.
-    pub connection_window: u32,
-    /// Streams open at once per connection.
-    pub max_streams: u32,
-    /// How often to ping a client.
-    pub keepalive_interval: Duration,
-    /// How long a ping may go unanswered before the connection is closed; also
-    /// the time a new connection has for its HTTP/2 handshake.
-    pub keepalive_timeout: Duration,
-}
 
 /// How long the accept loop waits after a failed accept (out of file
 /// descriptors, usually), instead of spinning on the error.
@@ -61,7 +45,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
-    settings: Http2Settings,
+    settings: ServerConfig,
     shutdown: CancellationToken,
 ) where
     S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,

@@ -77,13 +77,13 @@ impl FanOut {
     pub fn join(&self, assignment: &[(TopicName, i32, i64)]) -> Result<Option<FeedReader>, Error> {
         let shared = &self.shared;
         let mut state = shared.lock();
-        if state.streams >= shared.settings.max_shared_streams {
+        if state.streams >= shared.settings.fanout.max_shared_streams {
             return Err(Error::Overloaded {
                 message: format!(
                     "this gateway already serves {} shared Subscribe streams (--max-shared-streams); retry later or on another instance",
-                    shared.settings.max_shared_streams
+                    shared.settings.fanout.max_shared_streams
                 ),
-                limit: shared.settings.max_shared_streams,
+                limit: shared.settings.fanout.max_shared_streams,
             });
         }
         // Feeds are bounded in number too: past the limit, a stream that needs a new
@@ -92,7 +92,7 @@ impl FanOut {
             .iter()
             .filter(|(topic, partition, _)| !state.feeds.contains_key(&(topic.clone(), *partition)))
             .count();
-        if state.feeds.len() + new_feeds > shared.settings.max_shared_partitions {
+        if state.feeds.len() + new_feeds > shared.settings.fanout.max_shared_partitions {
             return Ok(None);
         }
         let mut cursors: Vec<(Arc<Feed>, Cursor)> = Vec::with_capacity(assignment.len());
@@ -103,7 +103,7 @@ impl FanOut {
                     topic.clone(),
                     *partition,
                     *start,
-                    shared.settings.fanout_buffer_bytes,
+                    shared.settings.fanout.fanout_buffer_bytes,
                     Arc::new(Notify::new()),
                 )),
             };
