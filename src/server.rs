@@ -5,11 +5,12 @@ use crate::{
     kafka::{self, ConsumerManager, KafkaSettings, ProducerManager},
     transport::{
         http2,
+        layers::StampArrival,
         proto::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
         },
-        Publisher, StampArrival, StreamLimits, Subscriber,
+        Publisher, StreamLimits, Subscriber,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};

@@ -3,11 +3,13 @@
 //! The services apply the client's deadline themselves, a little before it
 //! passes, so the client receives DEADLINE_EXCEEDED with a message saying what was
 //! still pending rather than its own timer's CANCELLED. The deadline counts from
-//! the request's arrival, stamped by [`StampArrival`] as the HTTP/2 server hands
+//! the request's arrival, stamped by [`StampArrival`](super::layers::StampArrival)
+//! as the HTTP/2 server hands
 //! the request over: counted from the handler's start instead (a service runs when
 //! its task first runs, then decodes the request), on a busy machine the client's
 //! timer could fire first.
 
+use super::layers::Arrival;
 use crate::error::Error;
 use futures::Stream;
 use std::{
@@ -17,7 +19,7 @@ use std::{
     time::Duration,
 };
 use tokio::time::{Instant, Sleep};
-use tonic::{codegen::http, Request, Status};
+use tonic::{Request, Status};
 
 /// How much earlier than the client's deadline the gateway gives up: a twentieth
 /// of the client's timeout, at least 5 ms and at most 50 ms. The answer must reach
@@ -34,55 +36,13 @@ pub struct Deadline {
     timeout: Duration,
 }
 
-/// When a request arrived, in its extensions.
-#[derive(Debug, Clone, Copy)]
-struct Arrival(Instant);
-
-/// Layer that stamps each request with its arrival; the HTTP/2 server calls it as
-/// soon as the request's headers are in.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StampArrival;
-
-impl<S> tower::Layer<S> for StampArrival {
-    type Service = Stamped<S>;
-
-    fn layer(&self, inner: S) -> Stamped<S> {
-        Stamped(inner)
-    }
-}
-
-/// A service whose requests [`StampArrival`] stamps.
-#[derive(Debug, Clone)]
-pub struct Stamped<S>(S);
-
-impl<S, B> tower::Service<http::Request<B>> for Stamped<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        request.extensions_mut().insert(Arrival(Instant::now()));
-        self.0.call(request)
-    }
-}
-
 impl Deadline {
     /// Reads `grpc-timeout` from the request headers; the deadline counts from the
-    /// request's arrival (or from now, for a request [`StampArrival`] did not see).
+    /// request's arrival (or from now, for a request that was not stamped).
     pub fn of<T>(request: &Request<T>) -> Option<Deadline> {
         let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
         let timeout = parse_grpc_timeout(header)?;
-        let arrival = request
-            .extensions()
-            .get::<Arrival>()
-            .map_or_else(Instant::now, |a| a.0);
+        let arrival = Arrival::of(request).unwrap_or_else(Instant::now);
         Some(Deadline {
             at: arrival + timeout.saturating_sub(margin(timeout)),
             timeout,

@@ -5,13 +5,13 @@ mod codec;
 mod convert;
 mod deadline;
 pub mod http2;
+pub mod layers;
 pub mod proto;
 mod publish_stream;
 mod publisher;
 mod status;
 mod subscriber;
 
-pub use deadline::StampArrival;
 pub use publish_stream::StreamLimits;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;
