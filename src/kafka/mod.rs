@@ -9,6 +9,6 @@ mod producer;
 mod record;
 
 pub use client_config::KafkaSettings;
-pub use consumer::{ConsumerManager, Subscription};
+pub use consumer::{ConsumerManager, Subscription, SubscriptionHandle};
 pub use error::Error;
 pub use producer::{AckCollector, Outcome, ProducerManager};

@@ -2,6 +2,7 @@
 //! service implementations that validate, delegate to a manager and map errors.
 
 mod codec;
+mod consume;
 mod convert;
 mod deadline;
 pub mod http2;
@@ -10,6 +11,7 @@ pub mod proto;
 mod publish_stream;
 mod publisher;
 mod status;
+mod subscribe;
 mod subscriber;
 
 pub use publish_stream::StreamLimits;

@@ -15,7 +15,7 @@ mod readahead;
 mod subscription;
 mod task;
 
-pub use subscription::Subscription;
+pub use subscription::{Subscription, SubscriptionHandle};
 
 use super::{
     metadata::{OffsetLookup, TopicLookup},
@@ -107,7 +107,16 @@ impl ConsumerManager {
     /// Starts a subscription. Topics and partitions are checked, and start offsets
     /// resolved, before this returns: a partition subscription starting at LATEST
     /// sees every record published after it returned.
-    pub async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription, Error> {
+    /// Returns the stream of its events and a handle for commands while it runs.
+    pub async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+    ) -> Result<(SubscriptionHandle, Subscription), Error> {
+        let subscription = self.open(spec).await?;
+        Ok((subscription.handle(), subscription))
+    }
+
+    async fn open(&self, spec: SubscriptionSpec) -> Result<Subscription, Error> {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
@@ -201,9 +210,7 @@ impl ConsumerManager {
             .get(id)
             .and_then(Weak::upgrade)
             .ok_or_else(|| Error::UnknownSubscription(Excerpt(id).to_string()))?;
-        records
-            .iter()
-            .try_for_each(|(topic, partition, offset)| delivered.ack(topic, *partition, *offset))
+        subscription::apply_acks(&delivered, records)
     }
 
     /// Sets `group`'s committed offsets for the partitions `start` resolves to in

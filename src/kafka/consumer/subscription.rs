@@ -5,14 +5,17 @@ use super::{
     offsets::CommitTracker,
     readahead::{self, TaggedRecord},
 };
-use crate::{domain::SubscriptionEvent, Error};
+use crate::{
+    domain::{SubscriptionEvent, TopicName},
+    Error,
+};
 use futures::Stream;
 use std::{
     future::Future,
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Weak,
     },
     task::{Context, Poll},
 };
@@ -82,9 +85,16 @@ impl Subscription {
         }
     }
 
-    /// The id acknowledgements name, for a client-acknowledged subscription.
-    pub fn id(&self) -> Option<&str> {
-        self.id.as_deref()
+    /// A handle for commands to this subscription while it runs.
+    pub fn handle(&self) -> SubscriptionHandle {
+        SubscriptionHandle {
+            id: self.id.clone(),
+            acks: self
+                .id
+                .as_ref()
+                .and(self.delivered.as_ref())
+                .map(Arc::downgrade),
+        }
     }
 
     /// Pending, with the waker registered for shutdown too; or the end, when the
@@ -156,4 +166,42 @@ impl Stream for Subscription {
             };
         }
     }
+}
+
+/// Commands to a running subscription, apart from the stream of its events: the
+/// stream moves into the response while the caller keeps this (Consume applies a
+/// client's acks through it). Seeking and negative acks will join acks here.
+/// It does not keep the subscription alive.
+#[derive(Debug, Clone)]
+pub struct SubscriptionHandle {
+    id: Option<String>,
+    acks: Option<Weak<CommitTracker>>,
+}
+
+impl SubscriptionHandle {
+    /// The id acknowledgements name, for a client-acknowledged subscription.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Applies a client's acknowledgements, in order, up to the first one that fails.
+    pub fn ack(&self, records: &[(TopicName, i32, i64)]) -> Result<(), Error> {
+        let (Some(id), Some(acks)) = (&self.id, &self.acks) else {
+            return Err(Error::AcksNotEnabled);
+        };
+        let tracker = acks
+            .upgrade()
+            .ok_or_else(|| Error::UnknownSubscription(id.clone()))?;
+        apply_acks(&tracker, records)
+    }
+}
+
+/// Applies `records` to `tracker` in order, up to the first that fails.
+pub(super) fn apply_acks(
+    tracker: &CommitTracker,
+    records: &[(TopicName, i32, i64)],
+) -> Result<(), Error> {
+    records
+        .iter()
+        .try_for_each(|(topic, partition, offset)| tracker.ack(topic, *partition, *offset))
 }
