@@ -2,7 +2,7 @@
 
 use crate::{
     config::{Config, ServerConfig},
-    kafka::{self, ConsumerManager, KafkaSettings, ProducerManager},
+    kafka::{self, Admin, ConsumerManager, KafkaSettings, Lookups, ProducerManager},
     transport::{
         http2,
         layers::StampArrival,
@@ -36,6 +36,7 @@ pub enum ServeError {
 pub struct Gateway {
     producer: Arc<ProducerManager>,
     consumers: Arc<ConsumerManager>,
+    admin: Arc<Admin>,
     shutdown: CancellationToken,
     stream_limits: StreamLimits,
     server: ServerConfig,
@@ -47,9 +48,15 @@ impl Gateway {
     pub fn new(config: &Config, bootstrap_servers: String) -> Result<Gateway, ServeError> {
         let settings = KafkaSettings::new(config, bootstrap_servers);
         let shutdown = CancellationToken::new();
+        let lookups = Lookups::new(&settings)?;
         Ok(Gateway {
             producer: Arc::new(ProducerManager::new(&settings)?),
-            consumers: Arc::new(ConsumerManager::new(&settings, shutdown.child_token())?),
+            consumers: Arc::new(ConsumerManager::new(
+                &settings,
+                &lookups,
+                shutdown.child_token(),
+            )),
+            admin: Arc::new(Admin::new(&settings, &lookups)),
             shutdown,
             stream_limits: StreamLimits {
                 max_in_flight: config.producer.publish_stream_in_flight,
@@ -99,8 +106,11 @@ impl Gateway {
             self.shutdown.child_token(),
         ))
         .max_decoding_message_size(self.server.max_request_bytes);
-        let subscriber = SubscriberServiceServer::new(Subscriber::new(self.consumers.clone()))
-            .max_decoding_message_size(self.server.max_request_bytes);
+        let subscriber = SubscriberServiceServer::new(Subscriber::new(
+            self.consumers.clone(),
+            self.admin.clone(),
+        ))
+        .max_decoding_message_size(self.server.max_request_bytes);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "kafka-gateway listening");
         }

@@ -2,7 +2,7 @@
 //! run on tokio's blocking pool, a few at a time, each bounded by the broker
 //! timeout. Partition counts are cached briefly: Publish checks them on every call.
 
-use super::Error;
+use super::{Error, KafkaSettings};
 use crate::domain::TopicName;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -31,6 +31,31 @@ const CACHE_CAPACITY: usize = 10_000;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 type FetchMetadata = dyn Fn(&str, Duration) -> KafkaResult<Metadata> + Send + Sync;
+
+/// The topic and offset lookups of one metadata client, shared by the consumer
+/// manager and admin requests.
+pub struct Lookups {
+    /// Partition counts.
+    pub topics: Arc<TopicLookup>,
+    /// Watermarks and timestamps.
+    pub offsets: OffsetLookup,
+}
+
+impl Lookups {
+    /// Creates the metadata client. It connects in the background.
+    pub fn new(settings: &KafkaSettings) -> Result<Lookups, Error> {
+        let client: BaseConsumer = settings
+            .metadata()
+            .create()
+            .map_err(|e| Error::client("metadata client", e))?;
+        let client = Arc::new(client);
+        let timeout = settings.kafka.broker_timeout;
+        Ok(Lookups {
+            topics: Arc::new(TopicLookup::through_consumer(client.clone(), timeout)),
+            offsets: OffsetLookup::new(client, timeout),
+        })
+    }
+}
 
 /// Answers "does this topic exist, and how many partitions has it?".
 pub struct TopicLookup {

@@ -10,19 +10,21 @@ use super::{
     subscribe::{self, SubscribeStream},
 };
 use crate::domain::Excerpt;
-use crate::kafka::ConsumerManager;
+use crate::kafka::{Admin, ConsumerManager};
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The SubscriberService implementation.
 pub struct Subscriber {
     consumers: Arc<ConsumerManager>,
+    admin: Arc<Admin>,
 }
 
 impl Subscriber {
-    /// A service whose subscriptions `consumers` runs.
-    pub fn new(consumers: Arc<ConsumerManager>) -> Subscriber {
-        Subscriber { consumers }
+    /// A service whose subscriptions `consumers` runs, and whose offset resets
+    /// `admin` does.
+    pub fn new(consumers: Arc<ConsumerManager>, admin: Arc<Admin>) -> Subscriber {
+        Subscriber { consumers, admin }
     }
 }
 
@@ -63,7 +65,7 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         let offsets = deadline::within(
             deadline,
             "the offsets were reset",
-            self.consumers.reset_offsets(&group, topic, start),
+            self.admin.reset_offsets(&group, topic, start),
         )
         .await?;
         Ok(Response::new(proto::ResetOffsetsResponse {

@@ -9,7 +9,6 @@
 mod context;
 mod fanout;
 mod offsets;
-mod partitions;
 mod pump;
 mod readahead;
 mod subscription;
@@ -18,19 +17,17 @@ mod task;
 pub use subscription::{Subscription, SubscriptionHandle};
 
 use super::{
-    metadata::{OffsetLookup, TopicLookup},
-    KafkaSettings,
+    metadata::{Lookups, OffsetLookup, TopicLookup},
+    partitions, KafkaSettings,
 };
-use crate::domain::{AckMode, Excerpt, GroupStart, PartitionStart, SubscriptionSpec, TopicName};
+use crate::domain::{AckMode, Excerpt, GroupStart, SubscriptionSpec, TopicName};
 use crate::{kafka, Error};
 use context::{Floors, GroupContext};
 use fanout::FanOut;
 use offsets::CommitTracker;
 use pump::{Commits, Pump};
 use rdkafka::{
-    consumer::{
-        BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
-    },
+    consumer::{Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer},
     Offset, TopicPartitionList,
 };
 use std::{
@@ -49,7 +46,7 @@ use tracing::{debug, warn};
 /// Creates, tracks and tears down the consumers behind Subscribe streams.
 pub struct ConsumerManager {
     settings: KafkaSettings,
-    topics: TopicLookup,
+    topics: Arc<TopicLookup>,
     offsets: OffsetLookup,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -68,40 +65,28 @@ pub struct ConsumerManager {
     /// Subscriptions whose consumer is being set up: they hold a slot under
     /// `--max-subscriptions` before their task counts.
     setting_up: AtomicUsize,
-    /// Offset resets running now: each builds a Kafka client of its own on the
-    /// blocking pool, so only a few run at once.
-    resets: Arc<tokio::sync::Semaphore>,
 }
-
-/// Offset resets that may run at once; more are refused (RESOURCE_EXHAUSTED).
-const MAX_RESETS: usize = 4;
 
 impl ConsumerManager {
     /// A manager whose subscriptions end when `shutdown` is cancelled.
     pub fn new(
         settings: &KafkaSettings,
+        lookups: &Lookups,
         shutdown: CancellationToken,
-    ) -> Result<ConsumerManager, kafka::Error> {
-        let lookups: BaseConsumer = settings
-            .metadata()
-            .create()
-            .map_err(|e| kafka::Error::client("metadata client", e))?;
-        let lookups = Arc::new(lookups);
-        let offsets = OffsetLookup::new(lookups.clone(), settings.kafka.broker_timeout);
-        Ok(ConsumerManager {
-            fanout: FanOut::new(settings, offsets.clone(), shutdown.clone()),
+    ) -> ConsumerManager {
+        ConsumerManager {
+            fanout: FanOut::new(settings, lookups.offsets.clone(), shutdown.clone()),
             stopping: Arc::new(AtomicBool::new(false)),
             watching: std::sync::Once::new(),
             setting_up: AtomicUsize::new(0),
-            resets: Arc::new(tokio::sync::Semaphore::new(MAX_RESETS)),
             settings: settings.clone(),
-            topics: TopicLookup::through_consumer(lookups.clone(), settings.kafka.broker_timeout),
-            offsets,
+            topics: lookups.topics.clone(),
+            offsets: lookups.offsets.clone(),
             shutdown,
             tasks: TaskTracker::new(),
             acks: Mutex::new(HashMap::new()),
             floors: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Starts a subscription. Topics and partitions are checked, and start offsets
@@ -211,91 +196,6 @@ impl ConsumerManager {
             .and_then(Weak::upgrade)
             .ok_or_else(|| Error::UnknownSubscription(Excerpt(id).to_string()))?;
         subscription::apply_acks(&delivered, records)
-    }
-
-    /// Sets `group`'s committed offsets for the partitions `start` resolves to in
-    /// `topic`, and returns them. Kafka takes these commits only from an empty group,
-    /// so a group with active members is refused.
-    pub async fn reset_offsets(
-        &self,
-        group: &str,
-        topic: TopicName,
-        start: PartitionStart,
-    ) -> Result<Vec<(TopicName, i32, i64)>, Error> {
-        // Held by the blocking task, which runs on when a caller gives up waiting.
-        let running = self
-            .resets
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Overloaded {
-                message: format!(
-                    "{MAX_RESETS} offset resets are already running on this gateway instance; retry shortly"
-                ),
-                limit: MAX_RESETS,
-            })?;
-        self.topics.partition_count(&topic).await?;
-        let resolved = partitions::resolve(
-            &self.topics,
-            &self.offsets,
-            std::slice::from_ref(&topic),
-            None,
-            start,
-        )
-        .await?;
-        // EARLIEST resolves to the logical beginning; a commit needs the number.
-        let lows = self
-            .offsets
-            .watermarks(resolved.iter().map(|(t, p, _)| (t.clone(), *p)).collect())
-            .await?;
-        let offsets: Vec<_> = resolved
-            .into_iter()
-            .zip(lows)
-            .map(|((topic, partition, offset), (low, _))| match offset {
-                Offset::Offset(offset) => (topic, partition, offset),
-                _ => (topic, partition, low),
-            })
-            .collect();
-        let config = self.settings.consumer(Some(group), "earliest");
-        let (group, timeout, list) = (
-            group.to_string(),
-            self.settings.kafka.broker_timeout,
-            offsets.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let _running = running;
-            let consumer: BaseConsumer = config
-                .create()
-                .map_err(|e| kafka::Error::client("consumer", e))?;
-            let groups = consumer
-                .fetch_group_list(Some(&group), timeout)
-                .map_err(|e| kafka::Error::from_kafka(&e, None))?;
-            let members = groups
-                .groups()
-                .iter()
-                .find(|g| g.name() == group)
-                .map_or(0, |g| g.members().len());
-            let active = |members: String| Error::GroupNotEmpty {
-                group: group.clone(),
-                members,
-            };
-            if members > 0 {
-                return Err(active(format!("{members} members")));
-            }
-            let mut tpl = TopicPartitionList::with_capacity(list.len());
-            for (topic, partition, offset) in &list {
-                tpl.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
-                    .map_err(|e| kafka::Error::Other(e.to_string()))?;
-            }
-            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-                match kafka::Error::from_kafka(&e, None) {
-                    kafka::Error::MembershipLost(why) => active(why),
-                    other => other.into(),
-                }
-            })
-        })
-        .await
-        .map_err(|e| kafka::Error::Other(format!("offset reset task failed: {e}")))??;
-        Ok(offsets)
     }
 
     /// Gives a client-acknowledged subscription an id for its acks. Entries of
