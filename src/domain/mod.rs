@@ -3,14 +3,18 @@
 //! here is checked on construction, so the Kafka layer receives only valid input.
 
 mod error;
+mod group;
+mod position;
 mod record;
 mod subscription;
 mod topic;
 
 pub use error::{prefix, Excerpt, ValidationError};
+pub use group::GroupId;
+pub use position::{Position, TopicPartition};
 pub use record::{ConsumedRecord, Header, OutgoingRecord, Placement, RecordTimestamp};
 pub use subscription::{
-    check_group_id, AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec,
-    MAX_PARTITIONS, MAX_TOPICS,
+    AckMode, GroupStart, PartitionStart, SubscriptionEvent, SubscriptionSpec, MAX_PARTITIONS,
+    MAX_TOPICS,
 };
 pub use topic::TopicName;

@@ -1,4 +1,4 @@
-use super::{Excerpt, TopicName, ValidationError};
+use super::{GroupId, Position, TopicName, TopicPartition, ValidationError};
 
 /// What a Subscribe stream reads, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -6,7 +6,7 @@ pub enum SubscriptionSpec {
     /// Join a consumer group; the group assigns partitions and keeps offsets.
     Group {
         /// Kafka `group.id`.
-        group_id: String,
+        group_id: GroupId,
         /// Topics to subscribe to, each once.
         topics: Vec<TopicName>,
         /// Where to start partitions the group has no committed offset for.
@@ -46,9 +46,9 @@ pub enum SubscriptionEvent {
     /// First event of a client-acknowledged subscription: its id.
     Started(String),
     /// The group gave the stream these partitions.
-    Assigned(Vec<(TopicName, i32)>),
+    Assigned(Vec<TopicPartition>),
     /// The group took these partitions away.
-    Revoked(Vec<(TopicName, i32)>),
+    Revoked(Vec<TopicPartition>),
 }
 
 /// Start of a group subscription, used where the group has no committed offset.
@@ -70,7 +70,7 @@ pub enum PartitionStart {
     /// The first record at or after this time (milliseconds since the epoch).
     Timestamp(i64),
     /// Exactly these partitions, each from its offset.
-    Offsets(Vec<(TopicName, i32, i64)>),
+    Offsets(Vec<Position>),
 }
 
 impl SubscriptionSpec {
@@ -81,9 +81,8 @@ impl SubscriptionSpec {
         start: GroupStart,
         acks: AckMode,
     ) -> Result<SubscriptionSpec, ValidationError> {
-        check_group_id(group_id)?;
         Ok(SubscriptionSpec::Group {
-            group_id: group_id.to_string(),
+            group_id: GroupId::new(group_id)?,
             topics: unique_topics(topics)?,
             start,
             acks,
@@ -139,7 +138,12 @@ impl SubscriptionSpec {
             }
             let mut seen = std::collections::HashSet::new();
             let named: std::collections::HashSet<&TopicName> = topics.iter().collect();
-            for (topic, partition, offset) in offsets {
+            for Position {
+                topic,
+                partition,
+                offset,
+            } in offsets
+            {
                 if !named.contains(topic) {
                     return Err(ValidationError::invalid_field(
                         "start_offsets.topic",
@@ -181,20 +185,6 @@ impl SubscriptionSpec {
             | SubscriptionSpec::Partitions { topics, .. } => topics,
         }
     }
-}
-
-/// Checks a consumer group id: 1 to 255 characters, not blank.
-pub fn check_group_id(group_id: &str) -> Result<(), ValidationError> {
-    if group_id.trim().is_empty() || group_id.len() > 255 {
-        return Err(ValidationError::invalid_field(
-            "group_id",
-            format!(
-                "group_id {:?} must have 1 to 255 characters and not be blank",
-                Excerpt(group_id).to_string()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Most topics one subscription may read: each is looked up when it starts.
@@ -248,7 +238,11 @@ mod tests {
             .to_string();
         assert!(err.contains("topics x partitions"), "{err}");
         let offsets = |n: usize| {
-            PartitionStart::Offsets((0..n as i32).map(|p| (topic("t0"), p, 0)).collect())
+            PartitionStart::Offsets(
+                (0..n as i32)
+                    .map(|p| Position::new(topic("t0"), p, 0))
+                    .collect(),
+            )
         };
         assert!(SubscriptionSpec::partitions(topics(1), vec![], offsets(MAX_PARTITIONS)).is_ok());
         let err = SubscriptionSpec::partitions(topics(1), vec![], offsets(MAX_PARTITIONS + 1))
@@ -269,13 +263,16 @@ mod tests {
 
     #[test]
     fn offsets_must_name_known_topics_once() {
-        let start = PartitionStart::Offsets(vec![(topic("b"), 0, 1)]);
+        let start = PartitionStart::Offsets(vec![Position::new(topic("b"), 0, 1)]);
         assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
-        let start = PartitionStart::Offsets(vec![(topic("a"), 0, 1), (topic("a"), 0, 2)]);
+        let start = PartitionStart::Offsets(vec![
+            Position::new(topic("a"), 0, 1),
+            Position::new(topic("a"), 0, 2),
+        ]);
         assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
-        let start = PartitionStart::Offsets(vec![(topic("a"), 0, -1)]);
+        let start = PartitionStart::Offsets(vec![Position::new(topic("a"), 0, -1)]);
         assert!(SubscriptionSpec::partitions(vec![topic("a")], vec![], start).is_err());
-        let start = PartitionStart::Offsets(vec![(topic("a"), 0, 0)]);
+        let start = PartitionStart::Offsets(vec![Position::new(topic("a"), 0, 0)]);
         SubscriptionSpec::partitions(vec![topic("a")], vec![], start).unwrap();
     }
 

@@ -5,7 +5,7 @@ use super::{
     metadata::{Lookups, OffsetLookup, TopicLookup},
     partitions, KafkaSettings,
 };
-use crate::domain::{PartitionStart, TopicName};
+use crate::domain::{GroupId, PartitionStart, Position, TopicName};
 use crate::{kafka, Error};
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer},
@@ -43,10 +43,10 @@ impl Admin {
     /// so a group with active members is refused.
     pub async fn reset_offsets(
         &self,
-        group: &str,
+        group: &GroupId,
         topic: TopicName,
         start: PartitionStart,
-    ) -> Result<Vec<(TopicName, i32, i64)>, Error> {
+    ) -> Result<Vec<Position>, Error> {
         // Held by the blocking task, which runs on when a caller gives up waiting.
         let running = self
             .resets
@@ -70,17 +70,22 @@ impl Admin {
         // EARLIEST resolves to the logical beginning; a commit needs the number.
         let lows = self
             .offsets
-            .watermarks(resolved.iter().map(|(t, p, _)| (t.clone(), *p)).collect())
+            .watermarks(
+                resolved
+                    .iter()
+                    .map(|(partition, _)| partition.clone())
+                    .collect(),
+            )
             .await?;
         let offsets: Vec<_> = resolved
             .into_iter()
             .zip(lows)
-            .map(|((topic, partition, offset), (low, _))| match offset {
-                Offset::Offset(offset) => (topic, partition, offset),
-                _ => (topic, partition, low),
+            .map(|((partition, offset), (low, _))| match offset {
+                Offset::Offset(offset) => partition.at(offset),
+                _ => partition.at(low),
             })
             .collect();
-        let config = self.settings.consumer(Some(group), "earliest");
+        let config = self.settings.consumer(Some(group.as_str()), "earliest");
         let (group, timeout, list) = (
             group.to_string(),
             self.settings.kafka.broker_timeout,
@@ -107,7 +112,12 @@ impl Admin {
                 return Err(active(format!("{members} members")));
             }
             let mut tpl = TopicPartitionList::with_capacity(list.len());
-            for (topic, partition, offset) in &list {
+            for Position {
+                topic,
+                partition,
+                offset,
+            } in &list
+            {
                 tpl.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
                     .map_err(|e| kafka::Error::Other(e.to_string()))?;
             }

@@ -3,7 +3,7 @@
 //! timeout. Partition counts are cached briefly: Publish checks them on every call.
 
 use super::{Error, KafkaSettings};
-use crate::domain::TopicName;
+use crate::domain::{TopicName, TopicPartition};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::{KafkaError, KafkaResult, RDKafkaErrorCode},
@@ -190,14 +190,14 @@ impl OffsetLookup {
     /// The oldest kept offset and the next offset to be written, per partition.
     pub async fn watermarks(
         &self,
-        partitions: Vec<(TopicName, i32)>,
+        partitions: Vec<TopicPartition>,
     ) -> Result<Vec<(i64, i64)>, Error> {
         let consumer = self.consumer.clone();
         let timeout = self.timeout;
         run_blocking(&self.permits, move || {
             partitions
                 .iter()
-                .map(|(topic, partition)| {
+                .map(|TopicPartition { topic, partition }| {
                     consumer
                         .fetch_watermarks(topic.as_str(), *partition, timeout)
                         .map_err(|e| unavailable(&e, "fetching partition offsets", timeout))
@@ -211,7 +211,7 @@ impl OffsetLookup {
     /// last stable offset, under librdkafka's default `read_committed`): one
     /// ListOffsets request per leader for all of them, where [`Self::watermarks`]
     /// takes two round trips per partition.
-    pub async fn ends(&self, partitions: Vec<(TopicName, i32)>) -> Result<Vec<i64>, Error> {
+    pub async fn ends(&self, partitions: Vec<TopicPartition>) -> Result<Vec<i64>, Error> {
         self.list_offsets(partitions, Offset::End, "looking up partition ends")
             .await?
             .into_iter()
@@ -227,7 +227,7 @@ impl OffsetLookup {
     /// `timestamp_ms`; `None` where no record is that recent.
     pub async fn offsets_for_time(
         &self,
-        partitions: Vec<(TopicName, i32)>,
+        partitions: Vec<TopicPartition>,
         timestamp_ms: i64,
     ) -> Result<Vec<Option<i64>>, Error> {
         self.list_offsets(
@@ -242,7 +242,7 @@ impl OffsetLookup {
     /// [`Offset::End`] for the protocol's "latest".
     async fn list_offsets(
         &self,
-        partitions: Vec<(TopicName, i32)>,
+        partitions: Vec<TopicPartition>,
         query: Offset,
         what: &'static str,
     ) -> Result<Vec<Option<i64>>, Error> {
@@ -250,7 +250,7 @@ impl OffsetLookup {
         let timeout = self.timeout;
         run_blocking(&self.permits, move || {
             let mut list = TopicPartitionList::with_capacity(partitions.len());
-            for (topic, partition) in &partitions {
+            for TopicPartition { topic, partition } in &partitions {
                 list.add_partition_offset(topic.as_str(), *partition, query)
                     .map_err(|e| Error::Other(e.to_string()))?;
             }
@@ -266,12 +266,12 @@ impl OffsetLookup {
                 .collect();
             Ok(partitions
                 .iter()
-                .map(
-                    |(topic, partition)| match found.get(&(topic.as_str(), *partition)) {
+                .map(|TopicPartition { topic, partition }| {
+                    match found.get(&(topic.as_str(), *partition)) {
                         Some(Offset::Offset(offset)) => Some(*offset),
                         _ => None,
-                    },
-                )
+                    }
+                })
                 .collect())
         })
         .await

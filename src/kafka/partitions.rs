@@ -1,9 +1,8 @@
-//! Turns a partition subscription into exact (topic, partition, start offset)
-//! triples before any consumer exists, so a stream's start is fixed when Subscribe
+//! Turns a partition subscription into exact partitions and start offsets before any consumer exists, so a stream's start is fixed when Subscribe
 //! returns and bad partitions or offsets fail the call, not the stream.
 
 use crate::{
-    domain::{PartitionStart, TopicName, MAX_PARTITIONS},
+    domain::{PartitionStart, Position, TopicName, TopicPartition, MAX_PARTITIONS},
     kafka::{
         self,
         metadata::{OffsetLookup, TopicLookup},
@@ -17,11 +16,11 @@ use rdkafka::Offset;
 pub(super) async fn every_partition(
     topics: &TopicLookup,
     names: &[TopicName],
-) -> Result<Vec<(TopicName, i32)>, Error> {
+) -> Result<Vec<TopicPartition>, Error> {
     let mut all = Vec::new();
     for topic in names {
         let count = topics.partition_count(topic).await?;
-        all.extend((0..count).map(|p| (topic.clone(), p)));
+        all.extend((0..count).map(|p| TopicPartition::new(topic.clone(), p)));
         if all.len() > MAX_PARTITIONS {
             return Err(Error::TooManyPartitions {
                 limit: MAX_PARTITIONS,
@@ -38,18 +37,20 @@ pub(super) async fn resolve(
     names: &[TopicName],
     partitions: Option<Vec<i32>>,
     start: PartitionStart,
-) -> Result<Vec<(TopicName, i32, Offset)>, Error> {
-    let chosen: Vec<(TopicName, i32)> = match (&start, partitions) {
-        (PartitionStart::Offsets(list), _) => {
-            list.iter().map(|(t, p, _)| (t.clone(), *p)).collect()
-        }
+) -> Result<Vec<(TopicPartition, Offset)>, Error> {
+    let chosen: Vec<TopicPartition> = match (&start, partitions) {
+        (PartitionStart::Offsets(list), _) => list.iter().map(Position::topic_partition).collect(),
         (_, Some(subset)) => names
             .iter()
-            .flat_map(|t| subset.iter().map(move |p| (t.clone(), *p)))
+            .flat_map(|t| {
+                subset
+                    .iter()
+                    .map(move |p| TopicPartition::new(t.clone(), *p))
+            })
             .collect(),
         (_, None) => every_partition(topics, names).await?,
     };
-    for (topic, partition) in &chosen {
+    for TopicPartition { topic, partition } in &chosen {
         topics.check_partition(topic, *partition).await?;
     }
     let starts: Vec<Offset> = match start {
@@ -76,7 +77,15 @@ pub(super) async fn resolve(
         PartitionStart::Offsets(list) => {
             let marks = offsets.watermarks(chosen.clone()).await?;
             let mut starts = Vec::with_capacity(list.len());
-            for ((topic, partition, offset), (low, high)) in list.into_iter().zip(marks) {
+            for (
+                Position {
+                    topic,
+                    partition,
+                    offset,
+                },
+                (low, high),
+            ) in list.into_iter().zip(marks)
+            {
                 if offset < low || offset > high {
                     return Err(kafka::Error::OffsetOutOfRange {
                         topic: topic.to_string(),
@@ -92,9 +101,5 @@ pub(super) async fn resolve(
             starts
         }
     };
-    Ok(chosen
-        .into_iter()
-        .zip(starts)
-        .map(|((topic, partition), offset)| (topic, partition, offset))
-        .collect())
+    Ok(chosen.into_iter().zip(starts).collect())
 }

@@ -3,9 +3,9 @@
 
 use super::proto;
 use crate::domain::{
-    check_group_id, AckMode, ConsumedRecord, GroupStart, Header, OutgoingRecord, PartitionStart,
-    Placement, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName, ValidationError,
-    MAX_PARTITIONS, MAX_TOPICS,
+    AckMode, ConsumedRecord, GroupId, GroupStart, Header, OutgoingRecord, PartitionStart,
+    Placement, Position, RecordTimestamp, SubscriptionEvent, SubscriptionSpec, TopicName,
+    TopicPartition, ValidationError, MAX_PARTITIONS, MAX_TOPICS,
 };
 
 /// Most records one Publish may carry: the records of one call go to the shared
@@ -179,7 +179,7 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
                         (name, _) => TopicName::new(name)
                             .map_err(|e| e.in_field(|| format!("start_offsets[{i}].topic")))?,
                     };
-                    Ok((topic, o.partition, o.offset))
+                    Ok(Position::new(topic, o.partition, o.offset))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             PartitionStart::Offsets(offsets)
@@ -191,12 +191,14 @@ pub fn subscription(request: proto::SubscribeRequest) -> Result<SubscriptionSpec
 /// One event of a Subscribe stream.
 pub fn subscription_event(event: SubscriptionEvent) -> proto::SubscribeResponse {
     use proto::subscribe_response::Event;
-    let partitions = |list: Vec<(TopicName, i32)>| {
+    let partitions = |list: Vec<TopicPartition>| {
         list.into_iter()
-            .map(|(topic, partition)| proto::TopicPartition {
-                topic: topic.to_string(),
-                partition,
-            })
+            .map(
+                |TopicPartition { topic, partition }| proto::TopicPartition {
+                    topic: topic.to_string(),
+                    partition,
+                },
+            )
             .collect()
     };
     let event = match event {
@@ -217,8 +219,8 @@ pub fn subscription_event(event: SubscriptionEvent) -> proto::SubscribeResponse 
 /// A validated ResetOffsets: group, topic and where to.
 pub fn reset_offsets_request(
     request: proto::ResetOffsetsRequest,
-) -> Result<(String, TopicName, PartitionStart), ValidationError> {
-    check_group_id(&request.group_id)?;
+) -> Result<(GroupId, TopicName, PartitionStart), ValidationError> {
+    let group = GroupId::new(&request.group_id)?;
     // The same positions as a Subscribe without a group, checked the same way.
     let as_subscribe = proto::SubscribeRequest {
         topics: vec![request.topic],
@@ -230,30 +232,31 @@ pub fn reset_offsets_request(
     match subscription(as_subscribe)? {
         SubscriptionSpec::Partitions {
             mut topics, start, ..
-        } => Ok((request.group_id, topics.remove(0), start)),
+        } => Ok((group, topics.remove(0), start)),
         SubscriptionSpec::Group { .. } => unreachable!("no group_id was given"),
     }
 }
 
 /// Offsets as PartitionOffset messages.
-pub fn partition_offsets(offsets: Vec<(TopicName, i32, i64)>) -> Vec<proto::PartitionOffset> {
+pub fn partition_offsets(offsets: Vec<Position>) -> Vec<proto::PartitionOffset> {
     offsets
         .into_iter()
-        .map(|(topic, partition, offset)| proto::PartitionOffset {
-            topic: topic.to_string(),
-            partition,
-            offset,
-        })
+        .map(
+            |Position {
+                 topic,
+                 partition,
+                 offset,
+             }| proto::PartitionOffset {
+                topic: topic.to_string(),
+                partition,
+                offset,
+            },
+        )
         .collect()
 }
 
-/// Records named by topic, partition and offset.
-pub type RecordPositions = Vec<(TopicName, i32, i64)>;
-
 /// The records an AckRequest names.
-pub fn ack_request(
-    request: proto::AckRequest,
-) -> Result<(String, RecordPositions), ValidationError> {
+pub fn ack_request(request: proto::AckRequest) -> Result<(String, Vec<Position>), ValidationError> {
     if request.subscription_id.is_empty() {
         return Err(ValidationError::invalid_field(
             "subscription_id",
@@ -266,7 +269,7 @@ pub fn ack_request(
 /// Records named in an acknowledgement.
 pub fn record_positions(
     records: Vec<proto::RecordPosition>,
-) -> Result<RecordPositions, ValidationError> {
+) -> Result<Vec<Position>, ValidationError> {
     if records.is_empty() {
         return Err(ValidationError::invalid_field(
             "records",
@@ -295,7 +298,7 @@ pub fn record_positions(
             }
             let topic = TopicName::new(&r.topic)
                 .map_err(|e| e.in_field(|| format!("records[{i}].topic")))?;
-            Ok((topic, r.partition, r.offset))
+            Ok(Position::new(topic, r.partition, r.offset))
         })
         .collect()
 }
@@ -543,8 +546,8 @@ mod tests {
         else {
             panic!("not an offsets start: {spec:?}")
         };
-        assert_eq!(offsets[0].1, 1);
-        assert_eq!(offsets[0].2, 5);
+        assert_eq!(offsets[0].partition, 1);
+        assert_eq!(offsets[0].offset, 5);
     }
 
     #[test]

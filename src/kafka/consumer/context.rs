@@ -1,7 +1,7 @@
 //! Callbacks librdkafka makes on a group consumer: rebalances and commit results.
 
 use super::offsets::CommitTracker;
-use crate::domain::TopicName;
+use crate::domain::{GroupId, Position, TopicName, TopicPartition};
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol},
     error::KafkaResult,
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 /// Where a LATEST group starts a partition it has no committed offset for: the
 /// partition's end when the member's Subscribe call resolved it, before it
 /// returned.
-pub type Floors = HashMap<(TopicName, i32), i64>;
+pub type Floors = HashMap<TopicPartition, i64>;
 
 /// Context of a group consumer. Its callbacks run on the thread that polls the
 /// consumer (a runtime thread, for a stream's pump) and must return quickly: the
@@ -24,7 +24,7 @@ pub type Floors = HashMap<(TopicName, i32), i64>;
 /// trip, bounded by the broker timeout); only a rebalance runs either.
 pub struct GroupContext {
     /// Group id, for logs.
-    pub group: String,
+    pub group: GroupId,
     /// Offsets delivered to the client and not yet committed.
     pub delivered: Arc<CommitTracker>,
     /// For a LATEST group: the start of every partition of its topics that has no
@@ -115,7 +115,7 @@ impl GroupContext {
         &self,
         consumer: &BaseConsumer<Self>,
         partitions: &mut TopicPartitionList,
-    ) -> Vec<(TopicName, i32, i64)> {
+    ) -> Vec<Position> {
         let Some(floors) = &self.floors else {
             return Vec::new();
         };
@@ -133,7 +133,7 @@ impl GroupContext {
             if p.offset() != Offset::Invalid || p.error().is_err() {
                 continue;
             }
-            let key = (TopicName::trusted(p.topic()), p.partition());
+            let key = TopicPartition::new(TopicName::trusted(p.topic()), p.partition());
             // A partition added since the Subscribe has no floor: librdkafka's
             // "latest" it is.
             if let Some(&floor) = floors.get(&key) {
@@ -141,7 +141,7 @@ impl GroupContext {
                     .set_partition_offset(p.topic(), p.partition(), Offset::Offset(floor))
                     .is_ok()
                 {
-                    pinned.push((key.0, key.1, floor));
+                    pinned.push(key.at(floor));
                 }
             }
         }

@@ -20,7 +20,9 @@ use super::{
     metadata::{Lookups, OffsetLookup, TopicLookup},
     partitions, KafkaSettings,
 };
-use crate::domain::{AckMode, Excerpt, GroupStart, SubscriptionSpec, TopicName};
+use crate::domain::{
+    AckMode, Excerpt, GroupId, GroupStart, Position, SubscriptionSpec, TopicName, TopicPartition,
+};
 use crate::{kafka, Error};
 use context::{Floors, GroupContext};
 use fanout::FanOut;
@@ -55,7 +57,7 @@ pub struct ConsumerManager {
     /// Start floors of the LATEST group subscriptions alive here, by group: a
     /// member that joins takes the older floors, so its group skips nothing
     /// published after the first of them started.
-    floors: Mutex<HashMap<String, Vec<Weak<Floors>>>>,
+    floors: Mutex<HashMap<GroupId, Vec<Weak<Floors>>>>,
     fanout: FanOut,
     /// Set once `shutdown` is cancelled, for streams to read on every poll (the
     /// token's own check takes a lock); a task started with the first subscription
@@ -153,12 +155,12 @@ impl ConsumerManager {
     /// keeps its own consumer, which follows retention from the oldest record).
     fn join_feeds(
         &self,
-        assignment: &[(TopicName, i32, Offset)],
+        assignment: &[(TopicPartition, Offset)],
     ) -> Result<Option<fanout::FeedReader>, Error> {
-        let exact: Option<Vec<(TopicName, i32, i64)>> = assignment
+        let exact: Option<Vec<Position>> = assignment
             .iter()
-            .map(|(topic, partition, offset)| match offset {
-                Offset::Offset(offset) => Some((topic.clone(), *partition, *offset)),
+            .map(|(partition, offset)| match offset {
+                Offset::Offset(offset) => Some(partition.clone().at(*offset)),
                 _ => None,
             })
             .collect();
@@ -187,7 +189,7 @@ impl ConsumerManager {
 
     /// Applies a client's acknowledgements to the subscription `id`, in order, up
     /// to the first one that fails.
-    pub fn ack(&self, id: &str, records: &[(TopicName, i32, i64)]) -> Result<(), Error> {
+    pub fn ack(&self, id: &str, records: &[Position]) -> Result<(), Error> {
         let delivered = self
             .acks
             .lock()
@@ -229,7 +231,7 @@ impl ConsumerManager {
 
     async fn subscribe_group(
         &self,
-        group_id: String,
+        group_id: GroupId,
         topics: Vec<TopicName>,
         start: GroupStart,
         acks: AckMode,
@@ -246,7 +248,7 @@ impl ConsumerManager {
             floors,
             timeout: self.settings.kafka.broker_timeout,
         };
-        let config = self.settings.consumer(Some(&group_id), reset);
+        let config = self.settings.consumer(Some(group_id.as_str()), reset);
         let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
         let consumer = self
             .prepare(move || {
@@ -280,7 +282,7 @@ impl ConsumerManager {
     /// librdkafka's "latest" applies).
     async fn floors(
         &self,
-        group: &str,
+        group: &GroupId,
         topics: &[TopicName],
     ) -> Result<Option<Arc<Floors>>, Error> {
         let partitions = match partitions::every_partition(&self.topics, topics).await {
@@ -301,7 +303,7 @@ impl ConsumerManager {
             members.retain(|f| f.strong_count() > 0);
             !members.is_empty()
         });
-        let members = live.entry(group.to_string()).or_default();
+        let members = live.entry(group.clone()).or_default();
         // Only this member's own partitions: floors never grow beyond its topics.
         for earlier in members.iter().filter_map(Weak::upgrade) {
             for (key, floor) in floors.iter_mut() {
@@ -318,14 +320,14 @@ impl ConsumerManager {
     async fn subscribe_partitions(
         &self,
         topics: Vec<TopicName>,
-        assignment: Vec<(TopicName, i32, Offset)>,
+        assignment: Vec<(TopicPartition, Offset)>,
         slot: Slot<'_>,
     ) -> Result<Subscription, Error> {
         let from_beginning = assignment
             .iter()
-            .all(|(_, _, o)| matches!(o, Offset::Beginning));
+            .all(|(_, o)| matches!(o, Offset::Beginning));
         let mut list = TopicPartitionList::with_capacity(assignment.len());
-        for (topic, partition, offset) in &assignment {
+        for (TopicPartition { topic, partition }, offset) in &assignment {
             list.add_partition_offset(topic.as_str(), *partition, *offset)
                 .map_err(|e| kafka::Error::Other(e.to_string()))?;
         }

@@ -3,7 +3,7 @@
 //! ones.
 
 use crate::{
-    domain::{AckMode, SubscriptionEvent, TopicName},
+    domain::{AckMode, Position, SubscriptionEvent, TopicName, TopicPartition},
     Error,
 };
 use futures::task::AtomicWaker;
@@ -20,8 +20,6 @@ use tracing::warn;
 
 /// Control events kept for a stream that does not read them; older ones go first.
 const MAX_EVENTS: usize = 256;
-
-type Partition = (TopicName, i32);
 
 /// Per assigned partition: the generation of its current assignment and the next
 /// offset to commit (one past the last record delivered).
@@ -52,23 +50,23 @@ impl Default for CommitTracker {
 #[derive(Default)]
 struct Inner {
     /// Client mode: delivered, unacknowledged offsets per partition.
-    outstanding: HashMap<Partition, BTreeSet<i64>>,
+    outstanding: HashMap<TopicPartition, BTreeSet<i64>>,
     /// Client mode: last offset delivered per partition.
-    last_delivered: HashMap<Partition, i64>,
+    last_delivered: HashMap<TopicPartition, i64>,
     unacked: usize,
     events: VecDeque<SubscriptionEvent>,
     next_generation: u64,
-    assigned: HashMap<Partition, u64>,
+    assigned: HashMap<TopicPartition, u64>,
     /// Every partition this subscription was ever given, to tell an ack for a
     /// revoked partition from one for a partition it never read.
-    ever_assigned: HashSet<Partition>,
-    pending: HashMap<Partition, i64>,
+    ever_assigned: HashSet<TopicPartition>,
+    pending: HashMap<TopicPartition, i64>,
     /// Starts chosen for partitions without a committed offset, until the first
     /// record of the partition is delivered.
-    pinned: HashMap<Partition, i64>,
+    pinned: HashMap<TopicPartition, i64>,
     /// Highest offset handed to a commit per partition, so a failed older commit
     /// never puts back an offset below a newer one.
-    taken: HashMap<Partition, i64>,
+    taken: HashMap<TopicPartition, i64>,
 }
 
 impl CommitTracker {
@@ -103,9 +101,15 @@ impl CommitTracker {
     }
 
     /// Records that the client processed the record at `offset`.
-    pub fn ack(&self, topic: &TopicName, partition: i32, offset: i64) -> Result<(), Error> {
+    pub fn ack(&self, position: &Position) -> Result<(), Error> {
+        let Position {
+            topic,
+            partition,
+            offset,
+        } = position;
+        let (partition, offset) = (*partition, *offset);
         let mut inner = self.lock();
-        let key = (topic.clone(), partition);
+        let key = position.topic_partition();
         if !inner.ever_assigned.contains(&key) {
             return Err(Error::RecordNotDelivered {
                 topic: topic.to_string(),
@@ -151,7 +155,7 @@ impl CommitTracker {
         let inner = self.lock();
         inner
             .assigned
-            .get(&(topic.clone(), partition))
+            .get(&TopicPartition::new(topic.clone(), partition))
             .copied()
             .unwrap_or(u64::MAX)
     }
@@ -160,7 +164,7 @@ impl CommitTracker {
     /// client. Returns false for a stale record, which must not be delivered.
     pub fn mark(&self, topic: &TopicName, partition: i32, offset: i64, generation: u64) -> bool {
         let mut inner = self.lock();
-        let key = (topic.clone(), partition);
+        let key = TopicPartition::new(topic.clone(), partition);
         if inner.assigned.get(&key) != Some(&generation) {
             return false;
         }
@@ -175,7 +179,7 @@ impl CommitTracker {
                 // librdkafka started below the pinned start (it was out of range,
                 // the log truncated or recreated, and "latest" reset it): the pin
                 // must not commit past what is delivered from here.
-                warn!(topic = %key.0, partition, offset, pin, "a partition started below its pinned start");
+                warn!(topic = %key.topic, partition, offset, pin, "a partition started below its pinned start");
                 if inner.pending.get(&key) == Some(&pin) {
                     inner.pending.remove(&key);
                 }
@@ -192,7 +196,7 @@ impl CommitTracker {
             {
                 // Read again within one assignment (librdkafka reset the position):
                 // nothing may be committed past what is delivered again.
-                warn!(topic = %key.0, partition, offset, "a record was delivered again within one assignment");
+                warn!(topic = %key.topic, partition, offset, "a record was delivered again within one assignment");
                 inner.pending.remove(&key);
             }
             if inner
@@ -215,20 +219,20 @@ impl CommitTracker {
     /// Partitions the group gave this member; `pinned` are starts chosen for
     /// partitions without a committed offset, to commit as they are even before a
     /// record of them is delivered.
-    pub fn assign(&self, partitions: &TopicPartitionList, pinned: &[(TopicName, i32, i64)]) {
+    pub fn assign(&self, partitions: &TopicPartitionList, pinned: &[Position]) {
         let mut inner = self.lock();
         let mut event = Vec::with_capacity(partitions.count());
         for p in partitions.elements() {
             inner.next_generation += 1;
             let generation = inner.next_generation;
-            let key = (TopicName::trusted(p.topic()), p.partition());
+            let key = TopicPartition::new(TopicName::trusted(p.topic()), p.partition());
             event.push(key.clone());
             inner.ever_assigned.insert(key.clone());
             inner.assigned.insert(key, generation);
         }
-        for (topic, partition, start) in pinned {
-            inner.pending.insert((topic.clone(), *partition), *start);
-            inner.pinned.insert((topic.clone(), *partition), *start);
+        for start in pinned {
+            inner.pending.insert(start.topic_partition(), start.offset);
+            inner.pinned.insert(start.topic_partition(), start.offset);
         }
         inner.push_event(SubscriptionEvent::Assigned(event));
         drop(inner);
@@ -242,7 +246,7 @@ impl CommitTracker {
         let mut out = TopicPartitionList::new();
         let mut event = Vec::with_capacity(partitions.count());
         for p in partitions.elements() {
-            let key = (TopicName::trusted(p.topic()), p.partition());
+            let key = TopicPartition::new(TopicName::trusted(p.topic()), p.partition());
             inner.assigned.remove(&key);
             inner.pinned.remove(&key);
             inner.taken.remove(&key);
@@ -251,7 +255,11 @@ impl CommitTracker {
                 inner.unacked -= outstanding.len();
             }
             if let Some(next) = inner.pending.remove(&key) {
-                let _ = out.add_partition_offset(key.0.as_str(), key.1, Offset::Offset(next));
+                let _ = out.add_partition_offset(
+                    key.topic.as_str(),
+                    key.partition,
+                    Offset::Offset(next),
+                );
             }
             event.push(key);
         }
@@ -267,7 +275,8 @@ impl CommitTracker {
         let pending: Vec<_> = inner.pending.drain().collect();
         let mut out = TopicPartitionList::with_capacity(pending.len());
         for (key, next) in pending {
-            let _ = out.add_partition_offset(key.0.as_str(), key.1, Offset::Offset(next));
+            let _ =
+                out.add_partition_offset(key.topic.as_str(), key.partition, Offset::Offset(next));
             inner.taken.insert(key, next);
         }
         (out.count() > 0).then_some(out)
@@ -292,7 +301,7 @@ impl CommitTracker {
             let Offset::Offset(next) = p.offset() else {
                 continue;
             };
-            let key = (TopicName::trusted(p.topic()), p.partition());
+            let key = TopicPartition::new(TopicName::trusted(p.topic()), p.partition());
             let newest = inner.taken.get(&key) == Some(&next);
             if newest && inner.assigned.contains_key(&key) && !inner.pending.contains_key(&key) {
                 inner.pending.insert(key, next);
@@ -369,7 +378,7 @@ mod tests {
         let t = TopicName::trusted("t");
         d.assign(
             &list(&[("t", 0, None), ("t", 1, None)]),
-            &[(t.clone(), 1, 40)],
+            &[Position::new(t.clone(), 1, 40)],
         );
         let first = d.take();
         assert_eq!(offsets_of(first), vec![("t".into(), 1, 40)]);
@@ -385,7 +394,7 @@ mod tests {
     fn a_partition_that_starts_below_its_pin_commits_what_it_delivers() {
         let d = CommitTracker::default();
         let t = TopicName::trusted("t");
-        d.assign(&list(&[("t", 0, None)]), &[(t.clone(), 0, 40)]);
+        d.assign(&list(&[("t", 0, None)]), &[Position::new(t.clone(), 0, 40)]);
         let pinned = d.take().unwrap();
         assert!(d.mark(&t, 0, 5, d.generation(&t, 0)));
         d.restore(&pinned);
@@ -429,21 +438,30 @@ mod tests {
             d.take().is_none(),
             "delivered but unacknowledged records were committable"
         );
-        d.ack(&t, 0, 11).unwrap();
-        d.ack(&t, 0, 12).unwrap();
+        d.ack(&Position::new(t.clone(), 0, 11)).unwrap();
+        d.ack(&Position::new(t.clone(), 0, 12)).unwrap();
         // A commit names the next record to read: 10 at most, the first
         // unacknowledged one.
         assert!(
             offsets_of(d.take()).iter().all(|(_, _, next)| *next <= 10),
             "10 is unacknowledged, nothing after it may commit"
         );
-        d.ack(&t, 0, 10).unwrap();
+        d.ack(&Position::new(t.clone(), 0, 10)).unwrap();
         assert_eq!(offsets_of(d.take()), vec![("t".into(), 0, 14)]);
-        d.ack(&t, 0, 14).unwrap();
+        d.ack(&Position::new(t.clone(), 0, 14)).unwrap();
         assert_eq!(offsets_of(d.take()), vec![("t".into(), 0, 15)]);
-        assert!(d.ack(&t, 0, 14).is_err(), "acknowledged twice");
-        assert!(d.ack(&t, 0, 99).is_err(), "never delivered");
-        assert!(d.ack(&t, 1, 0).is_err(), "not assigned");
+        assert!(
+            d.ack(&Position::new(t.clone(), 0, 14)).is_err(),
+            "acknowledged twice"
+        );
+        assert!(
+            d.ack(&Position::new(t.clone(), 0, 99)).is_err(),
+            "never delivered"
+        );
+        assert!(
+            d.ack(&Position::new(t.clone(), 1, 0)).is_err(),
+            "not assigned"
+        );
     }
 
     #[test]
@@ -458,7 +476,7 @@ mod tests {
         assert!(d.may_deliver(&mut cx));
         d.mark(&t, 0, 1, g);
         assert!(!d.may_deliver(&mut cx));
-        d.ack(&t, 0, 0).unwrap();
+        d.ack(&Position::new(t.clone(), 0, 0)).unwrap();
         assert!(d.may_deliver(&mut cx));
         d.revoke(&list(&[("t", 0, None)]));
         d.assign(&list(&[("t", 0, None)]), &[]);

@@ -7,7 +7,7 @@ use super::{
     task::{stream_error, teardown, BURST},
 };
 use crate::{
-    domain::{ConsumedRecord, TopicName},
+    domain::{ConsumedRecord, TopicName, TopicPartition},
     kafka::{self, record},
 };
 use futures::{FutureExt, StreamExt};
@@ -75,7 +75,7 @@ impl<C: ConsumerContext + 'static> Pump<C> {
         });
         let delivered = commits.map(|c| c.delivered);
         let mut waiting: VecDeque<TaggedRecord> = VecDeque::new();
-        let mut paused: HashSet<(TopicName, i32)> = HashSet::new();
+        let mut paused: HashSet<TopicPartition> = HashSet::new();
         // Set while records wait for room in the buffer and nothing is paused yet.
         let mut stalled_at: Option<tokio::time::Instant> = None;
         // Records of one turn cross to the subscription as one batch.
@@ -214,9 +214,9 @@ async fn tick(ticker: &mut Option<Interval>) {
 fn pause<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     record: &ConsumedRecord,
-    paused: &mut HashSet<(TopicName, i32)>,
+    paused: &mut HashSet<TopicPartition>,
 ) {
-    if paused.insert((record.topic.clone(), record.partition)) {
+    if paused.insert(TopicPartition::new(record.topic.clone(), record.partition)) {
         let mut one = TopicPartitionList::with_capacity(1);
         one.add_partition(record.topic.as_str(), record.partition);
         if let Err(err) = consumer.pause(&one) {
@@ -225,15 +225,12 @@ fn pause<C: ConsumerContext>(
     }
 }
 
-fn resume<C: ConsumerContext>(
-    consumer: &StreamConsumer<C>,
-    paused: &mut HashSet<(TopicName, i32)>,
-) {
+fn resume<C: ConsumerContext>(consumer: &StreamConsumer<C>, paused: &mut HashSet<TopicPartition>) {
     if paused.is_empty() {
         return;
     }
     let mut all = TopicPartitionList::with_capacity(paused.len());
-    for (topic, partition) in paused.drain() {
+    for TopicPartition { topic, partition } in paused.drain() {
         all.add_partition(topic.as_str(), partition);
     }
     // Partitions revoked meanwhile are not assigned any more; resuming them is a

@@ -6,7 +6,7 @@ use super::{
     readahead::{self, TaggedRecord},
 };
 use crate::{
-    domain::{SubscriptionEvent, TopicName},
+    domain::{Position, SubscriptionEvent},
     Error,
 };
 use futures::Stream;
@@ -185,7 +185,7 @@ impl SubscriptionHandle {
     }
 
     /// Applies a client's acknowledgements, in order, up to the first one that fails.
-    pub fn ack(&self, records: &[(TopicName, i32, i64)]) -> Result<(), Error> {
+    pub fn ack(&self, records: &[Position]) -> Result<(), Error> {
         let (Some(id), Some(acks)) = (&self.id, &self.acks) else {
             return Err(Error::AcksNotEnabled);
         };
@@ -197,11 +197,8 @@ impl SubscriptionHandle {
 }
 
 /// Applies `records` to `tracker` in order, up to the first that fails.
-pub(super) fn apply_acks(
-    tracker: &CommitTracker,
-    records: &[(TopicName, i32, i64)],
-) -> Result<(), Error> {
+pub(super) fn apply_acks(tracker: &CommitTracker, records: &[Position]) -> Result<(), Error> {
     records
         .iter()
-        .try_for_each(|(topic, partition, offset)| tracker.ack(topic, *partition, *offset))
+        .try_for_each(|position| tracker.ack(position))
 }

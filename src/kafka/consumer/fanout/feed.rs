@@ -10,7 +10,7 @@
 //! Kafka until the fastest stream has read most of them.
 
 use crate::{
-    domain::{ConsumedRecord, TopicName},
+    domain::{ConsumedRecord, TopicName, TopicPartition},
     Error,
 };
 use std::{
@@ -71,6 +71,11 @@ pub(super) enum Next {
 }
 
 impl Feed {
+    /// The partition this feed holds, as a registry key.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+
     /// A feed whose consumer starts reading the partition at `start`, keeping about
     /// `budget` bytes of records; `room` is notified when a full feed has room.
     pub fn new(

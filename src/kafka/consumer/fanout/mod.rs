@@ -20,7 +20,7 @@ use self::{
     registry::{Joined, Shared, State},
 };
 use crate::{
-    domain::{ConsumedRecord, TopicName},
+    domain::{ConsumedRecord, Position},
     kafka::{metadata::OffsetLookup, KafkaSettings},
     Error,
 };
@@ -71,10 +71,10 @@ impl FanOut {
         self.shared.tasks.wait().await;
     }
 
-    /// Joins the feeds of `assignment` (topic, partition, start offset), or returns
+    /// Joins the feeds of `assignment` (each partition's start), or returns
     /// `None` when a feed no longer reaches back to a start offset, or when it would
     /// need more feeds than `--max-shared-partitions`.
-    pub fn join(&self, assignment: &[(TopicName, i32, i64)]) -> Result<Option<FeedReader>, Error> {
+    pub fn join(&self, assignment: &[Position]) -> Result<Option<FeedReader>, Error> {
         let shared = &self.shared;
         let mut state = shared.lock();
         if state.streams >= shared.settings.fanout.max_shared_streams {
@@ -90,24 +90,24 @@ impl FanOut {
         // one reads with a consumer of its own.
         let new_feeds = assignment
             .iter()
-            .filter(|(topic, partition, _)| !state.feeds.contains_key(&(topic.clone(), *partition)))
+            .filter(|start| !state.feeds.contains_key(&start.topic_partition()))
             .count();
         if state.feeds.len() + new_feeds > shared.settings.fanout.max_shared_partitions {
             return Ok(None);
         }
         let mut cursors: Vec<(Arc<Feed>, Cursor)> = Vec::with_capacity(assignment.len());
-        for (topic, partition, start) in assignment {
-            let feed = match state.feeds.get(&(topic.clone(), *partition)) {
+        for start in assignment {
+            let feed = match state.feeds.get(&start.topic_partition()) {
                 Some(joined) => joined.feed.clone(),
                 None => Arc::new(Feed::new(
-                    topic.clone(),
-                    *partition,
-                    *start,
+                    start.topic.clone(),
+                    start.partition,
+                    start.offset,
                     shared.settings.fanout.fanout_buffer_bytes,
                     Arc::new(Notify::new()),
                 )),
             };
-            match feed.cursor(*start) {
+            match feed.cursor(start.offset) {
                 Some(cursor) => cursors.push((feed, cursor)),
                 None => return Ok(None),
             }
@@ -117,7 +117,7 @@ impl FanOut {
             feed.claim(cursor);
             let joined = state
                 .feeds
-                .entry((feed.topic.clone(), feed.partition))
+                .entry(feed.topic_partition())
                 .or_insert_with(|| {
                     added = true;
                     Joined {
@@ -169,7 +169,7 @@ impl Drop for FeedReader {
         for (feed, _) in &self.cursors {
             feed.forget(self.id);
             // A feed that failed was replaced or removed; its count is gone.
-            let key = (feed.topic.clone(), feed.partition);
+            let key = feed.topic_partition();
             let Some(joined) = state
                 .feeds
                 .get_mut(&key)

@@ -3,9 +3,10 @@
 
 use super::{
     feed::Feed,
-    registry::{drop_feeds, Key, Shared},
+    registry::{drop_feeds, Shared},
 };
 use crate::{
+    domain::TopicPartition,
     kafka::consumer::task::{stream_error, BURST},
     kafka::{self, record},
 };
@@ -39,7 +40,7 @@ pub(super) async fn stop_readers(readers: impl IntoIterator<Item = PartitionRead
     }
 }
 
-pub(super) type Readers = HashMap<Key, PartitionReader>;
+pub(super) type Readers = HashMap<TopicPartition, PartitionReader>;
 
 /// Moves records from one partition's own queue into its feed. While the feed is
 /// full it stops taking them: librdkafka then holds what it fetched and stops

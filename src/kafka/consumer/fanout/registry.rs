@@ -4,7 +4,7 @@
 
 use super::feed::Feed;
 use crate::{
-    domain::TopicName,
+    domain::TopicPartition,
     kafka::{metadata::OffsetLookup, KafkaSettings},
     Error,
 };
@@ -14,9 +14,6 @@ use std::{
 };
 use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
-/// A partition of a topic.
-pub(super) type Key = (TopicName, i32);
 
 /// The fan-out's state, shared by its handle, the streams reading feeds and the
 /// consumer's tasks.
@@ -34,7 +31,7 @@ pub(super) struct Shared {
 /// What the lock guards.
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) feeds: HashMap<Key, Joined>,
+    pub(super) feeds: HashMap<TopicPartition, Joined>,
     /// Streams reading feeds now.
     pub(super) streams: usize,
     pub(super) next_reader: u64,
@@ -53,7 +50,7 @@ impl State {
     /// removed, and maybe replaced by a new one).
     pub(super) fn holds(&self, feed: &Arc<Feed>) -> bool {
         self.feeds
-            .get(&(feed.topic.clone(), feed.partition))
+            .get(&feed.topic_partition())
             .is_some_and(|joined| Arc::ptr_eq(&joined.feed, feed))
     }
 }
@@ -75,7 +72,7 @@ pub(super) fn drop_feeds<'a>(
     for feed in feeds {
         feed.fail(error.clone());
         if state.holds(feed) {
-            state.feeds.remove(&(feed.topic.clone(), feed.partition));
+            state.feeds.remove(&feed.topic_partition());
         }
     }
     // The consumer reconciles, and stops if no feed is left.

@@ -5,10 +5,11 @@
 use super::{
     feed::Feed,
     partition_reader::{read_partition, stop_readers, PartitionReader, Readers},
-    registry::{drop_feeds, Key, Shared},
+    registry::{drop_feeds, Shared},
 };
 use crate::{
     domain::TopicName,
+    domain::TopicPartition,
     kafka::consumer::task::{stream_error, teardown},
     kafka::{self, metadata::OffsetLookup},
     Error,
@@ -73,7 +74,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), "a shared feed's record on the consumer's own queue, dropped");
                 }
                 Err(err) => {
-                    let topics: Vec<TopicName> = readers.keys().map(|(t, _)| t.clone()).collect();
+                    let topics: Vec<TopicName> = readers.keys().map(|key| key.topic.clone()).collect();
                     match stream_error(&err, &topics) {
                         kafka::Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
                         // Partitions report a lost position on their own queues; if
@@ -118,7 +119,7 @@ type Consumer = Arc<StreamConsumer<DefaultConsumerContext>>;
 async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Readers) -> bool {
     let (gone, wanted): (Vec<PartitionReader>, Option<Vec<Arc<Feed>>>) = {
         let mut state = shared.lock();
-        let gone_keys: Vec<Key> = readers
+        let gone_keys: Vec<TopicPartition> = readers
             .iter()
             .filter(|(_, reader)| !state.holds(&reader.feed))
             .map(|(key, _)| key.clone())
@@ -186,7 +187,7 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
             stop.clone(),
         ));
         readers.insert(
-            (feed.topic.clone(), feed.partition),
+            feed.topic_partition(),
             PartitionReader {
                 feed: feed.clone(),
                 stop,
@@ -226,10 +227,7 @@ async fn blocking<T: Send + 'static>(
 /// The feeds whose next offset retention has deleted (below the partition's
 /// start), or none when the lookup fails.
 async fn behind_start(offsets: &OffsetLookup, feeds: &[Arc<Feed>]) -> Vec<Arc<Feed>> {
-    let partitions = feeds
-        .iter()
-        .map(|feed| (feed.topic.clone(), feed.partition))
-        .collect();
+    let partitions = feeds.iter().map(|feed| feed.topic_partition()).collect();
     match offsets.watermarks(partitions).await {
         Ok(marks) => feeds
             .iter()
