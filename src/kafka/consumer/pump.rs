@@ -3,7 +3,7 @@
 
 use super::{
     offsets::CommitTracker,
-    readahead::{Refused, TaggedRecord, Writer},
+    readahead::{Refused, Sender, TaggedRecord},
     task::{stream_error, teardown, BURST},
 };
 use crate::{
@@ -42,7 +42,7 @@ pub(super) struct Commits {
 pub(super) struct Pump<C: ConsumerContext + 'static> {
     pub consumer: StreamConsumer<C>,
     pub topics: Vec<TopicName>,
-    pub records: Writer,
+    pub records: Sender,
     pub shutdown: CancellationToken,
     pub commits: Option<Commits>,
 }

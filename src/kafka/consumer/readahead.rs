@@ -28,17 +28,17 @@ pub(super) struct TaggedRecord {
 pub(super) const SLOT_BYTES: usize = 4096;
 
 /// A read-ahead of `capacity` places (at least 1).
-pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
+pub(super) fn channel(capacity: usize) -> (Sender, Receiver) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
     let room = Arc::new(Semaphore::new(capacity));
     let (batches, received) = mpsc::unbounded_channel();
     (
-        Writer {
+        Sender {
             batches,
             room: room.clone(),
             capacity,
         },
-        Reader {
+        Receiver {
             batches: received,
             room,
             in_hand: Vec::new().into_iter(),
@@ -48,7 +48,7 @@ pub(super) fn channel(capacity: usize) -> (Writer, Reader) {
 }
 
 /// The pump's side.
-pub(super) struct Writer {
+pub(super) struct Sender {
     batches: mpsc::UnboundedSender<Result<(Vec<TaggedRecord>, usize), Error>>,
     room: Arc<Semaphore>,
     capacity: usize,
@@ -62,7 +62,7 @@ pub(super) enum Refused {
     Closed,
 }
 
-/// Room reserved for records, to be filled by [`Writer::send_reserved`].
+/// Room reserved for records, to be filled by [`Sender::send_reserved`].
 pub(super) struct Room<'a>(SemaphorePermit<'a>);
 
 impl Room<'_> {
@@ -72,7 +72,7 @@ impl Room<'_> {
     }
 }
 
-impl Writer {
+impl Sender {
     /// Half the bound, at least 1: the most places a reserved batch takes, and
     /// where the pump ends a batch it reads.
     pub fn batch_limit(&self) -> usize {
@@ -91,7 +91,7 @@ impl Writer {
     }
 
     /// Places the first of `waiting` take, as many as fit the batch limit (at least
-    /// the first): what [`Writer::reserve`] should wait for, so that none of the
+    /// the first): what [`Sender::reserve`] should wait for, so that none of the
     /// room goes unused.
     pub fn front_places(&self, waiting: &std::collections::VecDeque<TaggedRecord>) -> usize {
         let limit = self.batch_limit();
@@ -167,7 +167,7 @@ impl Writer {
 }
 
 /// The subscription's side: records one by one, in the order sent.
-pub(super) struct Reader {
+pub(super) struct Receiver {
     batches: mpsc::UnboundedReceiver<Result<(Vec<TaggedRecord>, usize), Error>>,
     room: Arc<Semaphore>,
     in_hand: std::vec::IntoIter<TaggedRecord>,
@@ -175,7 +175,7 @@ pub(super) struct Reader {
     held: usize,
 }
 
-impl Reader {
+impl Receiver {
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<TaggedRecord, Error>>> {
         loop {
             if let Some(delivery) = self.in_hand.next() {
@@ -221,7 +221,7 @@ mod tests {
             .collect()
     }
 
-    fn offsets(reader: &mut Reader) -> Vec<i64> {
+    fn offsets(reader: &mut Receiver) -> Vec<i64> {
         let mut cx = Context::from_waker(noop_waker_ref());
         let mut seen = Vec::new();
         while let Poll::Ready(Some(Ok(delivery))) = reader.poll_next(&mut cx) {
@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(offsets(&mut reader), (10..20).collect::<Vec<_>>());
     }
 
-    fn take(reader: &mut Reader, n: usize) -> Vec<i64> {
+    fn take(reader: &mut Receiver, n: usize) -> Vec<i64> {
         let mut cx = Context::from_waker(noop_waker_ref());
         (0..n)
             .map(|_| match reader.poll_next(&mut cx) {

@@ -47,7 +47,7 @@ pub struct Subscription {
 /// Where a subscription's records come from.
 pub(super) enum Source {
     /// Its own consumer's pump.
-    Own(readahead::Reader),
+    Own(readahead::Receiver),
     /// Live feeds shared with other streams.
     Shared(FeedReader),
 }

@@ -7,11 +7,11 @@
 //! a consumer of its own, as do EARLIEST and group subscriptions. One consumer
 //! serves every feed: a task reconciles its assignment with the feeds wanted
 //! (incremental assign and unassign), and each assigned partition has its own
-//! librdkafka queue, drained into its feed by a reader task of its own. It stops
+//! librdkafka queue, drained into its feed by a filler task of its own. It stops
 //! when the last feed goes and starts again with the next.
 
 mod feed;
-mod partition_reader;
+mod feed_filler;
 mod registry;
 mod shared_consumer;
 

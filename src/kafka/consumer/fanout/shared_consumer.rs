@@ -1,10 +1,10 @@
 //! The shared consumer's task: one Kafka consumer behind every feed, whose
 //! assignment follows the feeds wanted (incremental assign and unassign), with a
-//! reader task per assigned partition.
+//! filler task per assigned partition.
 
 use super::{
     feed::Feed,
-    partition_reader::{read_partition, stop_readers, PartitionReader, Readers},
+    feed_filler::{fill_feed, stop_fillers, FeedFiller, Fillers},
     registry::{drop_feeds, Shared},
 };
 use crate::{
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// The shared consumer's task: keeps its assignment equal to the feeds wanted, with
-/// a reader task per partition (see [`read_partition`]), and serves the consumer's
+/// a filler task per partition (see [`fill_feed`]), and serves the consumer's
 /// own queue, until no feed is left or the gateway stops.
 pub(super) async fn run(shared: Arc<Shared>) {
     let consumer: Consumer = match shared
@@ -45,7 +45,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             return;
         }
     };
-    let mut readers = Readers::new();
+    let mut fillers = Fillers::new();
     // Set when the feeds wanted may have changed.
     let mut changed = true;
     // Made once, as in the pump: a fresh wait per record takes a lock each time.
@@ -55,7 +55,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     tokio::pin!(stopping);
     loop {
         if changed {
-            if !reconcile(&shared, &consumer, &mut readers).await {
+            if !reconcile(&shared, &consumer, &mut fillers).await {
                 break;
             }
             changed = false;
@@ -69,19 +69,19 @@ pub(super) async fn run(shared: Arc<Shared>) {
             _ = shared.wake.notified() => changed = true,
             Some(next) = events.next() => match next {
                 // Every partition's queue is split off before it is assigned, so
-                // no record comes here; one that did would race its reader.
+                // no record comes here; one that did would race its filler.
                 Ok(message) => {
                     warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), "a shared feed's record on the consumer's own queue, dropped");
                 }
                 Err(err) => {
-                    let topics: Vec<TopicName> = readers.keys().map(|key| key.topic.clone()).collect();
+                    let topics: Vec<TopicName> = fillers.keys().map(|key| key.topic.clone()).collect();
                     match stream_error(&err, &topics) {
                         kafka::Error::Unavailable(msg) => warn!(%msg, "shared consumer error, retrying"),
                         // Partitions report a lost position on their own queues; if
                         // one comes here, the feeds behind their partition's start
                         // lost theirs.
                         kafka::Error::PositionLost(msg) => {
-                            let all: Vec<Arc<Feed>> = readers.values().map(|r| r.feed.clone()).collect();
+                            let all: Vec<Arc<Feed>> = fillers.values().map(|f| f.feed.clone()).collect();
                             let lost = behind_start(&shared.offsets, &all).await;
                             let lost = if lost.is_empty() { all } else { lost };
                             drop_feeds(&shared, lost.iter(), &kafka::Error::PositionLost(msg).into());
@@ -90,7 +90,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         // An error about no one partition: end the streams of every
                         // feed, which new subscriptions restart.
                         fatal => {
-                            drop_feeds(&shared, readers.values().map(|r| &r.feed), &fatal.into());
+                            drop_feeds(&shared, fillers.values().map(|r| &r.feed), &fatal.into());
                             changed = true;
                         }
                     }
@@ -102,7 +102,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     // `running` was cleared where the loop ended, under the lock a new stream takes:
     // clearing it here could hide a consumer task started meanwhile.
     // The partition queues hold the consumer; it is destroyed after the last.
-    stop_readers(readers.into_values()).await;
+    stop_fillers(fillers.into_values()).await;
     match Arc::try_unwrap(consumer) {
         Ok(consumer) => teardown(consumer, None).await,
         Err(_) => warn!("the shared consumer is still referenced; it closes on the runtime"),
@@ -112,21 +112,21 @@ pub(super) async fn run(shared: Arc<Shared>) {
 type Consumer = Arc<StreamConsumer<DefaultConsumerContext>>;
 
 /// Brings the consumer's assignment in line with the feeds wanted: partitions no
-/// feed wants are unassigned and their readers stopped; new ones get their own
-/// queue and a reader, then are assigned. Returns `false` when no feed is left,
+/// feed wants are unassigned and their fillers stopped; new ones get their own
+/// queue and a filler, then are assigned. Returns `false` when no feed is left,
 /// after marking the consumer stopped (under the same lock a new stream takes, so
 /// it then starts another).
-async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Readers) -> bool {
-    let (gone, wanted): (Vec<PartitionReader>, Option<Vec<Arc<Feed>>>) = {
+async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, fillers: &mut Fillers) -> bool {
+    let (gone, wanted): (Vec<FeedFiller>, Option<Vec<Arc<Feed>>>) = {
         let mut state = shared.lock();
-        let gone_keys: Vec<TopicPartition> = readers
+        let gone_keys: Vec<TopicPartition> = fillers
             .iter()
-            .filter(|(_, reader)| !state.holds(&reader.feed))
+            .filter(|(_, filler)| !state.holds(&filler.feed))
             .map(|(key, _)| key.clone())
             .collect();
         let gone = gone_keys
             .iter()
-            .filter_map(|key| readers.remove(key))
+            .filter_map(|key| fillers.remove(key))
             .collect();
         let wanted = if state.feeds.is_empty() {
             state.running = false;
@@ -136,7 +136,7 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
                 state
                     .feeds
                     .iter()
-                    .filter(|(key, _)| !readers.contains_key(*key))
+                    .filter(|(key, _)| !fillers.contains_key(*key))
                     .map(|(_, joined)| joined.feed.clone())
                     .collect(),
             )
@@ -144,20 +144,20 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
         (gone, wanted)
     };
     let Some(wanted) = wanted else {
-        stop_readers(gone).await;
+        stop_fillers(gone).await;
         return false;
     };
     if !gone.is_empty() {
         let mut list = TopicPartitionList::new();
-        for reader in &gone {
-            list.add_partition(reader.feed.topic.as_str(), reader.feed.partition);
+        for filler in &gone {
+            list.add_partition(filler.feed.topic.as_str(), filler.feed.partition);
         }
         if let Some(Err(err)) = blocking(consumer, move |c| c.incremental_unassign(&list)).await {
             debug!(%err, "unassigning partitions nobody reads");
         }
         // A partition wanted again at once gets a new queue on the same librdkafka
         // queue, which the old one must be done with first.
-        stop_readers(gone).await;
+        stop_fillers(gone).await;
     }
     let mut new = TopicPartitionList::new();
     let mut added = Vec::new();
@@ -180,15 +180,10 @@ async fn reconcile(shared: &Arc<Shared>, consumer: &Consumer, readers: &mut Read
             continue;
         }
         let stop = CancellationToken::new();
-        let task = tokio::spawn(read_partition(
-            shared.clone(),
-            queue,
-            feed.clone(),
-            stop.clone(),
-        ));
-        readers.insert(
+        let task = tokio::spawn(fill_feed(shared.clone(), queue, feed.clone(), stop.clone()));
+        fillers.insert(
             feed.topic_partition(),
-            PartitionReader {
+            FeedFiller {
                 feed: feed.clone(),
                 stop,
                 task,

@@ -1,4 +1,4 @@
-//! The reader task of one partition of the shared consumer: it moves records from
+//! The filler task of one partition of the shared consumer: it moves records from
 //! the partition's own librdkafka queue into its feed.
 
 use super::{
@@ -17,43 +17,43 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-/// A partition the shared consumer is assigned, and its reader task.
-pub(super) struct PartitionReader {
+/// A partition the shared consumer is assigned, and its filler task.
+pub(super) struct FeedFiller {
     pub(super) feed: Arc<Feed>,
     pub(super) stop: CancellationToken,
     pub(super) task: JoinHandle<()>,
 }
 
-/// Stops reader tasks and waits until they are done with their queues.
-pub(super) async fn stop_readers(readers: impl IntoIterator<Item = PartitionReader>) {
-    let tasks: Vec<JoinHandle<()>> = readers
+/// Stops filler tasks and waits until they are done with their queues.
+pub(super) async fn stop_fillers(fillers: impl IntoIterator<Item = FeedFiller>) {
+    let tasks: Vec<JoinHandle<()>> = fillers
         .into_iter()
-        .map(|reader| {
-            reader.stop.cancel();
-            reader.task
+        .map(|filler| {
+            filler.stop.cancel();
+            filler.task
         })
         .collect();
     for task in tasks {
         if let Err(err) = task.await {
-            warn!(%err, "a shared feed's reader panicked");
+            warn!(%err, "a shared feed's filler panicked");
         }
     }
 }
 
-pub(super) type Readers = HashMap<TopicPartition, PartitionReader>;
+pub(super) type Fillers = HashMap<TopicPartition, FeedFiller>;
 
 /// Moves records from one partition's own queue into its feed. While the feed is
 /// full it stops taking them: librdkafka then holds what it fetched and stops
 /// fetching the partition once its read-ahead is full, and the other partitions go
 /// on. (Pausing the partition instead made librdkafka drop what it had fetched and
 /// fetch it again, sometimes a second later.)
-pub(super) async fn read_partition(
+pub(super) async fn fill_feed(
     shared: Arc<Shared>,
     queue: StreamPartitionQueue<DefaultConsumerContext>,
     feed: Arc<Feed>,
     stop: CancellationToken,
 ) {
-    // A reader that ends other than by its stop (a panic) ends its feed's streams
+    // A filler that ends other than by its stop (a panic) ends its feed's streams
     // rather than leave them waiting.
     let mut guard = EndsFeed {
         shared: &shared,
@@ -111,12 +111,12 @@ pub(super) async fn read_partition(
     }
     guard.armed = false;
     // Stopped, after the partition was unassigned: librdkafka does not empty a
-    // queue nobody reads, and the next reader of this partition would get what is
+    // queue nobody reads, and the next filler of this partition would get what is
     // left (errors included) before its own records.
     while messages.next().now_or_never().flatten().is_some() {}
 }
 
-/// Ends a feed's streams when its reader stops unexpectedly.
+/// Ends a feed's streams when its filler stops unexpectedly.
 struct EndsFeed<'a> {
     shared: &'a Arc<Shared>,
     feed: &'a Arc<Feed>,
@@ -130,7 +130,7 @@ impl Drop for EndsFeed<'_> {
                 self.shared,
                 std::iter::once(self.feed),
                 &kafka::Error::Other(format!(
-                    "the reader of {}/{} stopped",
+                    "the filler of {}/{} stopped",
                     self.feed.topic, self.feed.partition
                 ))
                 .into(),
