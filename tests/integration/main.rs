@@ -1,5 +1,5 @@
 //! Every test that shares a process well with the others, in one binary: one link
-//! instead of one a file. cargo-nextest runs each test in a process of its own
+//! instead of one per file. cargo-nextest runs each test in a process of its own
 //! anyway. Apart stay `faults`, which kills gateway processes and restarts
 //! brokers, and `teardown`, which counts the threads of its own process.
 
