@@ -1,13 +1,11 @@
 //! Faults: a gateway killed with SIGKILL loses no acknowledged progress and no
 //! unacknowledged record.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{
     self, publisher_service_client::PublisherServiceClient, subscribe_response::Event,
     subscriber_service_client::SubscriberServiceClient, AckMode, StartPosition,
 };
+use kafka_gateway_test_kit::*;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     ClientConfig, Offset, TopicPartitionList,
@@ -36,7 +34,11 @@ fn committed(group: &str, topic: &str) -> Option<i64> {
 async fn sigkill_with_acked_and_unacked_records_loses_nothing_unacknowledged() {
     let topic = topic(1).await;
     let group = unique("g");
-    let gateway = GatewayProcess::spawn(&["--commit-interval", "200ms"]);
+    let gateway = GatewayProcess::spawn(
+        gateway_binary!(),
+        &brokers(),
+        &["--commit-interval", "200ms"],
+    );
     let channel = gateway.channel().await;
     let mut publisher = PublisherServiceClient::new(channel.clone());
     publish(&mut publisher, &topic, numbered(1000)).await;
@@ -313,11 +315,7 @@ async fn a_client_that_vanishes_without_closing_leaves_its_group() {
 
     // One member through the relay, one direct.
     let relay = Blackhole::to(gw.addr).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", relay.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(relay.addr).await;
     let mut vanishing = SubscriberServiceClient::new(channel);
     let mut vanishing_stream = subscribe(
         &mut vanishing,
@@ -387,7 +385,7 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     const RECORDS: usize = 100_000;
     const RECORD_BYTES: usize = 1024;
     let topic = topic(1).await;
-    let gateway = GatewayProcess::spawn(&[]);
+    let gateway = GatewayProcess::spawn(gateway_binary!(), &brokers(), &[]);
     let channel = gateway.channel().await;
     let mut publisher = PublisherServiceClient::new(channel.clone());
     let value = "x".repeat(RECORD_BYTES);

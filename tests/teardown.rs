@@ -2,10 +2,8 @@
 //! librdkafka thread behind, and no close hangs. Alone in its test binary, so the
 //! thread count is this test's own whatever the test runner.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
+use kafka_gateway_test_kit::*;
 
 #[tokio::test]
 async fn fifty_group_subscriptions_opened_and_closed_leave_no_consumer_or_thread() {

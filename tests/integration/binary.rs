@@ -1,10 +1,8 @@
 //! The real binary: starts from flags, answers health and reflection (what grpcurl
 //! needs), publishes, and exits 0 on SIGTERM. Bad configuration fails in one line.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::publisher_service_client::PublisherServiceClient;
+use kafka_gateway_test_kit::*;
 use std::process::Command;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
@@ -14,11 +12,11 @@ use tonic_reflection::pb::v1::{
     server_reflection_response::MessageResponse, ServerReflectionRequest,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_kafka-gateway");
+const BIN: &str = gateway_binary!();
 
 #[tokio::test]
 async fn serves_health_and_reflection_publishes_and_exits_cleanly_on_sigterm() {
-    let mut gateway = GatewayProcess::spawn(&[]);
+    let mut gateway = GatewayProcess::spawn(gateway_binary!(), &brokers(), &[]);
     let channel = gateway.channel().await;
 
     let mut health = HealthClient::new(channel.clone());

@@ -1,10 +1,8 @@
 //! Every error class maps to its gRPC status code and carries its reason in the
 //! standard details, and a bad request never affects the next one.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, ErrorReason, StartPosition};
+use kafka_gateway_test_kit::*;
 use prost::Message;
 use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Request};
@@ -266,12 +264,7 @@ async fn a_start_offset_past_the_end_is_out_of_range() {
 #[tokio::test]
 async fn an_unreachable_broker_is_unavailable_and_deadlines_are_honoured() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let brokers = format!("127.0.0.1:{port}");
+    let brokers = format!("127.0.0.1:{}", free_port());
     let mut config = config(&["--broker-timeout", "2s"]);
     config.kafka.brokers = Some(brokers);
     let gw = TestGateway::start_with(config).await;

@@ -3,14 +3,12 @@
 //! stays up and carries other calls, and every record gets one answer once the
 //! broker is back.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{
     self, publish_stream_response::Result as Outcome,
     publisher_service_client::PublisherServiceClient,
     subscriber_service_client::SubscriberServiceClient, StartPosition,
 };
+use kafka_gateway_test_kit::*;
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -113,8 +111,11 @@ async fn streams_of_records_of_any_size_are_held_back_while_the_broker_stalls() 
         ("1MiB", 1023 * 1024, 48),
     ];
     let broker = OwnBroker::start();
-    let gateway =
-        GatewayProcess::spawn_on(&broker.address(), &["--producer-queue-bytes", "16777216"]);
+    let gateway = GatewayProcess::spawn(
+        gateway_binary!(),
+        &broker.address(),
+        &["--producer-queue-bytes", "16777216"],
+    );
     let topic = unique("stall");
     let other = unique("stall-other");
     broker.create_topic(&topic, 2).await;

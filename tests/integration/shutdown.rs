@@ -1,10 +1,8 @@
 //! Graceful shutdown: in-flight publishes finish, streams end with a status,
 //! delivered offsets are committed.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
+use kafka_gateway_test_kit::*;
 use std::time::Duration;
 use tonic::Code;
 
@@ -161,7 +159,7 @@ async fn shutdown_answers_every_written_record_while_clients_keep_sending() {
     // (the gateway before its lingering close failed about one round in six).
     const STREAMS: usize = 4;
     for round in 0..4 {
-        let gateway = GatewayProcess::spawn(&[]);
+        let gateway = GatewayProcess::spawn(gateway_binary!(), &brokers(), &[]);
         let topic = topic(2).await;
         let mut clients = Vec::new();
         let mut progress = Vec::new();

@@ -1,10 +1,8 @@
 //! Consumer-group Subscribe against the real broker: balancing, failover, resuming
 //! after commits, and teardown that leaves nothing behind.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
+use kafka_gateway_test_kit::*;
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{

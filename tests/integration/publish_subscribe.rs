@@ -1,9 +1,7 @@
 //! Publish and no-group Subscribe against the real broker.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
+use kafka_gateway_test_kit::*;
 use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     ClientConfig,

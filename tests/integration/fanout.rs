@@ -2,10 +2,8 @@
 //! one Kafka consumer; each keeps its own position; a slow one is dropped with
 //! RESOURCE_EXHAUSTED without losing records silently or slowing the others.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, StartPosition};
+use kafka_gateway_test_kit::*;
 use tonic::Code;
 
 #[tokio::test]

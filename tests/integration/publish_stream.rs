@@ -1,12 +1,10 @@
 //! PublishStream: per-record answers, one bad record fails only itself, bounded
 //! records in flight, clean ends.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{
     self, publish_stream_response::Result as Outcome, StartPosition,
 };
+use kafka_gateway_test_kit::*;
 use std::{
     collections::HashMap,
     sync::{

@@ -1,10 +1,8 @@
 //! ACK_MODE_CLIENT: only acknowledged records are committed, unacknowledged ones
 //! come again, max_unacked holds delivery back, bad acks get clear errors.
 
-mod common;
-
-use common::*;
 use kafka_gateway::transport::proto::{self, subscribe_response::Event, AckMode, StartPosition};
+use kafka_gateway_test_kit::*;
 use std::collections::BTreeSet;
 use tonic::{transport::Channel, Code, Streaming};
 

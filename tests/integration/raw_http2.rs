@@ -1,11 +1,9 @@
 //! Clients that speak HTTP/2 oddly or not at all: the gateway answers what is valid
 //! however it is framed, closes what is not, and keeps serving everyone else.
 
-mod common;
-
 use bytes::{BufMut, Bytes, BytesMut};
-use common::*;
 use kafka_gateway::transport::proto::{self, publish_stream_response::Result as Outcome};
+use kafka_gateway_test_kit::*;
 use prost::Message;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
