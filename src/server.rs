@@ -10,6 +10,7 @@ use crate::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
         },
+        tls::{Tls, TlsError},
         Publisher, StreamLimits, Subscriber,
     },
 };
@@ -27,6 +28,9 @@ pub enum ServeError {
     /// A Kafka client could not be created (usually a bad `--kafka-config`).
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// Reflection could not load the API descriptors.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -40,6 +44,7 @@ pub struct Gateway {
     shutdown: CancellationToken,
     stream_limits: StreamLimits,
     server: ServerConfig,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Gateway {
@@ -63,6 +68,7 @@ impl Gateway {
                 max_message_bytes: config.kafka.max_message_bytes,
             },
             server: config.server.clone(),
+            tls: Tls::load(&config.server.tls)?,
         })
     }
 
@@ -112,7 +118,20 @@ impl Gateway {
         ))
         .max_decoding_message_size(self.server.max_request_bytes);
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "kafka-gateway listening");
+            match &self.tls {
+                Some(tls) => {
+                    info!(%addr, client_certificates = tls.asks_for_client_certificates(), "kafka-gateway listening with TLS")
+                }
+                None if addr.ip().is_loopback() => {
+                    info!(%addr, "kafka-gateway listening in plaintext on loopback")
+                }
+                None => {
+                    warn!(%addr, "kafka-gateway listening in PLAINTEXT on a non-loopback address: anyone on the network can read and send its traffic; set --tls-cert and --tls-key, or keep it behind a sidecar on loopback")
+                }
+            }
+        }
+        if let Some(tls) = &self.tls {
+            tokio::spawn(tls.clone().watch(self.shutdown.child_token()));
         }
         let routes = Routes::new(health_service)
             .add_service(reflection_v1)
@@ -126,6 +145,7 @@ impl Gateway {
             listener,
             StampArrival.layer(routes),
             self.server.clone(),
+            self.tls.clone(),
             self.shutdown.clone(),
         );
         tokio::pin!(serving);

@@ -13,7 +13,7 @@ fn serve(args: &[&str]) -> Result<Config, clap::Error> {
 
 /// Every setting's flag and environment variable as released; TOML keys are the
 /// flag names. Deployments depend on them: a rename must fail here.
-const SPELLINGS: [(&str, &str); 30] = [
+const SPELLINGS: [(&str, &str); 35] = [
     ("config", "KAFKA_GATEWAY_CONFIG"),
     ("listen", "KAFKA_GATEWAY_LISTEN"),
     ("brokers", "KAFKA_GATEWAY_BROKERS"),
@@ -59,6 +59,11 @@ const SPELLINGS: [(&str, &str); 30] = [
     ("keepalive-timeout", "KAFKA_GATEWAY_KEEPALIVE_TIMEOUT"),
     ("shutdown-grace", "KAFKA_GATEWAY_SHUTDOWN_GRACE"),
     ("kafka-config", "KAFKA_GATEWAY_KAFKA_CONFIG"),
+    ("tls-cert", "KAFKA_GATEWAY_TLS_CERT"),
+    ("tls-key", "KAFKA_GATEWAY_TLS_KEY"),
+    ("tls-client-ca", "KAFKA_GATEWAY_TLS_CLIENT_CA"),
+    ("tls-client-auth", "KAFKA_GATEWAY_TLS_CLIENT_AUTH"),
+    ("tls-reload-interval", "KAFKA_GATEWAY_TLS_RELOAD_INTERVAL"),
 ];
 
 #[test]

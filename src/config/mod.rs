@@ -14,12 +14,14 @@ mod fanout;
 mod kafka;
 mod producer;
 mod server;
+mod tls;
 
 pub use consumer::ConsumerConfig;
 pub use fanout::FanoutConfig;
 pub use kafka::KafkaConfig;
 pub use producer::{Acks, Partitioner, ProducerConfig};
 pub use server::ServerConfig;
+pub use tls::{ClientAuth, TlsConfig};
 
 use clap::Args;
 use std::{fmt, path::PathBuf, time::Duration};
@@ -203,5 +205,29 @@ mod tests {
         }
         assert_eq!(problems.len(), 7, "{problems:#?}");
         assert_eq!(err.to_string().lines().count(), 7);
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        const CERT: [&str; 4] = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        const CA: [&str; 2] = ["--tls-client-ca", "ca.pem"];
+        let config = |extra: &[&[&str]]| {
+            let mut args = vec!["--brokers", "b:9092"];
+            args.extend(extra.iter().flat_map(|a| a.iter().copied()));
+            parse(&args)
+        };
+        let problems = |extra: &[&[&str]]| config(extra).validate().unwrap_err().to_string();
+        config(&[]).validate().unwrap();
+        config(&[&CERT]).validate().unwrap();
+        assert_eq!(
+            config(&[&CERT, &CA]).server.tls.client_auth(),
+            ClientAuth::Required
+        );
+        let err = problems(&[&CA]);
+        assert!(err.contains("--tls-client-ca needs --tls-cert"), "{err}");
+        let err = problems(&[&CERT, &["--tls-client-auth", "required"]]);
+        assert!(err.contains("needs --tls-client-ca"), "{err}");
+        let err = problems(&[&CERT, &CA, &["--tls-client-auth", "none"]]);
+        assert!(err.contains("ignores --tls-client-ca"), "{err}");
     }
 }

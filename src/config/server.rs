@@ -1,5 +1,6 @@
 //! The gRPC server's settings: where it listens and what one client may hold.
 
+use super::TlsConfig;
 use clap::Args;
 use std::{net::SocketAddr, time::Duration};
 
@@ -60,6 +61,10 @@ pub struct ServerConfig {
     /// closes and the producer flush share this time.
     #[arg(long, env = "KAFKA_GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+
+    /// TLS on the listener.
+    #[command(flatten)]
+    pub tls: TlsConfig,
 }
 
 impl ServerConfig {
@@ -88,5 +93,6 @@ impl ServerConfig {
                 ("--keepalive-timeout", self.keepalive_timeout),
             ],
         );
+        self.tls.check(problems);
     }
 }

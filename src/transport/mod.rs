@@ -13,6 +13,7 @@ mod publisher;
 mod status;
 mod subscribe;
 mod subscriber;
+pub mod tls;
 
 pub use publish_stream::StreamLimits;
 pub use publisher::Publisher;

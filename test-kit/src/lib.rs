@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod names;
 pub mod process;
 pub mod records;
+pub mod tls;
 pub mod topics;
 
 pub use broker::*;
@@ -18,6 +19,7 @@ pub use gateway::*;
 pub use names::*;
 pub use process::*;
 pub use records::*;
+pub use tls::*;
 pub use topics::*;
 
 use std::time::Duration;

@@ -13,3 +13,4 @@ mod publish_stream;
 mod publish_subscribe;
 mod raw_http2;
 mod shutdown;
+mod tls;

@@ -5,7 +5,7 @@
 use super::{
     request_body::{BodySignal, Inbox, RequestBody},
     respond,
-    socket::{Socket, FRAME_BUDGET, READ_PER_TURN},
+    socket::{Io, Socket, FRAME_BUDGET, READ_PER_TURN},
 };
 use crate::config::ServerConfig;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 use tokio::{net::TcpStream, time::Sleep};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{
     codegen::http::{Request, Response},
@@ -48,6 +49,7 @@ const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 /// stops answering pings, or `shutdown` fires and its last stream is done.
 pub(super) async fn serve<S, B>(
     tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
     service: S,
     settings: Arc<ServerConfig>,
     shutdown: CancellationToken,
@@ -63,7 +65,6 @@ pub(super) async fn serve<S, B>(
         remote_addr: tcp.peer_addr().ok(),
     };
     let allowance = Arc::new(AtomicUsize::new(READ_PER_TURN));
-    let socket = Socket::new(tcp, allowance.clone());
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(settings.http2_stream_window)
@@ -74,13 +75,25 @@ pub(super) async fn serve<S, B>(
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
         .data_frame_budget(FRAME_BUDGET);
-    // A client that connects and never speaks HTTP/2 would hold its socket and
-    // task for good.
-    let handshake = tokio::time::timeout(settings.keepalive_timeout, builder.handshake(socket));
-    let h2 = match handshake.await {
+    // A client that connects and never speaks TLS or HTTP/2 would hold its socket
+    // and task for good: both handshakes share one time limit.
+    let handshakes = async {
+        let io = match tls {
+            Some(acceptor) => match acceptor.accept(tcp).await {
+                Ok(stream) => Io::Tls(Box::new(stream)),
+                Err(err) => return Err(format!("TLS handshake failed: {err}")),
+            },
+            None => Io::Plain(tcp),
+        };
+        builder
+            .handshake(Socket::new(io, allowance.clone()))
+            .await
+            .map_err(|err| format!("HTTP/2 handshake failed: {err}"))
+    };
+    let h2 = match tokio::time::timeout(settings.keepalive_timeout, handshakes).await {
         Ok(Ok(h2)) => h2,
-        Ok(Err(err)) => return debug!(%err, "HTTP/2 handshake failed"),
-        Err(_) => return debug!("no HTTP/2 handshake in time; closing"),
+        Ok(Err(err)) => return debug!(%err, "connection refused"),
+        Err(_) => return debug!("no TLS and HTTP/2 handshake in time; closing"),
     };
     let mut connection = Connection {
         h2,

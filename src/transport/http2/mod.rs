@@ -27,6 +27,7 @@ mod socket;
 
 pub use request_body::RequestBody;
 
+use super::tls::Tls;
 use crate::config::ServerConfig;
 use bytes::Bytes;
 use http_body::Body;
@@ -46,6 +47,7 @@ pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     settings: ServerConfig,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) where
     S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
@@ -80,6 +82,7 @@ pub async fn serve<S, B>(
         }
         connections.spawn(connection::serve(
             tcp,
+            tls.as_ref().map(|tls| tls.acceptor()),
             service.clone(),
             settings.clone(),
             shutdown.clone(),

@@ -1,5 +1,5 @@
-//! The TCP connection under h2: reads paced per turn of the connection task, and a
-//! lingering close.
+//! The connection under h2 (TCP, or TLS over TCP): reads paced per turn of the
+//! connection task, and a lingering close.
 
 use std::{
     future::Future,
@@ -17,6 +17,7 @@ use tokio::{
     net::TcpStream,
     time::Sleep,
 };
+use tokio_rustls::server::TlsStream;
 
 /// Bytes h2 may read in one turn of the connection task, which then moves the
 /// frames out of h2 before it reads more. h2 holds each frame as an event of
@@ -40,9 +41,76 @@ pub const FRAME_BUDGET: usize = usize::MAX / 4;
 /// it had received but not read yet.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The TCP stream as h2 sees it.
+/// The byte stream of a connection: plain TCP, or TLS over it.
+pub(super) enum Io {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// TLS, after its handshake.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Calls `$call` on the stream inside an [`Io`], pinned.
+macro_rules! on_io {
+    ($io:expr, $stream:ident => $call:expr) => {
+        match $io {
+            Io::Plain($stream) => {
+                let $stream = Pin::new($stream);
+                $call
+            }
+            Io::Tls($stream) => {
+                let $stream = Pin::new($stream.as_mut());
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        on_io!(self.get_mut(), s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        on_io!(self.get_mut(), s => s.poll_write(cx, data))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        on_io!(self.get_mut(), s => s.poll_write_vectored(cx, data))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(tcp) => tcp.is_write_vectored(),
+            Io::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_io!(self.get_mut(), s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_io!(self.get_mut(), s => s.poll_shutdown(cx))
+    }
+}
+
+/// The connection's stream as h2 sees it.
 pub(super) struct Socket {
-    tcp: TcpStream,
+    tcp: Io,
     /// What may still be read in this turn; the connection task refills it.
     allowance: Arc<AtomicUsize>,
     closing: Closing,
@@ -58,7 +126,7 @@ enum Closing {
 impl Socket {
     /// Wraps `tcp`; reads are limited by `allowance`, which the connection task
     /// sets to [`READ_PER_TURN`] each turn.
-    pub(super) fn new(tcp: TcpStream, allowance: Arc<AtomicUsize>) -> Socket {
+    pub(super) fn new(tcp: Io, allowance: Arc<AtomicUsize>) -> Socket {
         Socket {
             tcp,
             allowance,
