@@ -5,7 +5,7 @@ use crate::{
     kafka::{self, Admin, ConsumerManager, KafkaSettings, Lookups, ProducerManager},
     transport::{
         http2,
-        layers::StampArrival,
+        layers::{GrpcOnly, StampArrival},
         proto::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
@@ -140,10 +140,10 @@ impl Gateway {
             .add_service(subscriber)
             .prepare();
         // Requests are stamped with their arrival, from which client deadlines
-        // count.
+        // count, and what is not gRPC is refused before anything decodes it.
         let serving = http2::serve(
             listener,
-            StampArrival.layer(routes),
+            StampArrival.layer(GrpcOnly.layer(routes)),
             self.server.clone(),
             self.tls.clone(),
             self.shutdown.clone(),

@@ -337,3 +337,46 @@ async fn small_frames_after_a_stream_ended_do_not_close_the_connection() {
     assert_eq!(raw_publish(&mut client, &topic).await, "0");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn requests_that_are_not_grpc_are_refused_and_write_nothing() {
+    let gw = TestGateway::start(&[]).await;
+    let topic = topic(1).await;
+    let mut client = raw_client(&gw).await;
+    let body = grpc_message(&proto::PublishRequest {
+        topic: topic.clone(),
+        records: vec![record(None, "not grpc")],
+    });
+    let path = "http://gateway/kafka_gateway.v1.PublisherService/Publish";
+    let cases: [(&str, Option<&str>, u16); 4] = [
+        ("POST", Some("text/plain"), 415),
+        ("POST", Some("application/json"), 415),
+        ("POST", None, 415),
+        ("GET", Some("application/grpc"), 405),
+    ];
+    for (method, content_type, expected) in cases {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("te", "trailers");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let (response, mut send) = client
+            .send_request(request.body(()).unwrap(), false)
+            .unwrap();
+        send.send_data(body.clone(), true).unwrap();
+        let response = response.await.expect("an answer");
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "{method} with content-type {content_type:?}"
+        );
+    }
+    // Nothing of the refused requests reached Kafka: the first record published
+    // now is the topic's first.
+    let mut publisher = gw.publisher().await;
+    let written = publish(&mut publisher, &topic, numbered(1)).await;
+    assert_eq!(written[0].offset, 0);
+    still_serves(&gw).await;
+}

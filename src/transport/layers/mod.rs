@@ -4,5 +4,7 @@
 //! run in the services, after decoding.
 
 mod arrival;
+mod grpc_only;
 
 pub use arrival::{Arrival, StampArrival, Stamped};
+pub use grpc_only::{GrpcOnly, GrpcOnlyService};
