@@ -13,7 +13,7 @@ fn serve(args: &[&str]) -> Result<Config, clap::Error> {
 
 /// Every setting's flag and environment variable as released; TOML keys are the
 /// flag names. Deployments depend on them: a rename must fail here.
-const SPELLINGS: [(&str, &str); 35] = [
+const SPELLINGS: [(&str, &str); 36] = [
     ("config", "KAFKA_GATEWAY_CONFIG"),
     ("listen", "KAFKA_GATEWAY_LISTEN"),
     ("brokers", "KAFKA_GATEWAY_BROKERS"),
@@ -64,6 +64,10 @@ const SPELLINGS: [(&str, &str); 35] = [
     ("tls-client-ca", "KAFKA_GATEWAY_TLS_CLIENT_CA"),
     ("tls-client-auth", "KAFKA_GATEWAY_TLS_CLIENT_AUTH"),
     ("tls-reload-interval", "KAFKA_GATEWAY_TLS_RELOAD_INTERVAL"),
+    (
+        "max-subscriptions-per-connection",
+        "KAFKA_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    ),
 ];
 
 #[test]

@@ -35,6 +35,17 @@ pub struct ConsumerConfig {
         value_name = "COUNT"
     )]
     pub max_subscriptions: usize,
+
+    /// Of `--max-subscriptions`, how many one client connection may hold, so that
+    /// one client cannot take them all; more get RESOURCE_EXHAUSTED. Streams on
+    /// shared feeds do not count.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100,
+        value_name = "COUNT"
+    )]
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl ConsumerConfig {
@@ -45,6 +56,10 @@ impl ConsumerConfig {
             [
                 ("--subscribe-buffer", self.subscribe_buffer),
                 ("--max-subscriptions", self.max_subscriptions),
+                (
+                    "--max-subscriptions-per-connection",
+                    self.max_subscriptions_per_connection,
+                ),
             ],
         );
         super::check_positive(problems, [("--commit-interval", self.commit_interval)]);

@@ -12,7 +12,7 @@ mod record;
 
 pub use admin::Admin;
 pub use client_config::KafkaSettings;
-pub use consumer::{ConsumerManager, Subscription, SubscriptionHandle};
+pub use consumer::{ConsumerManager, ConsumerShare, Subscription, SubscriptionHandle};
 pub use error::Error;
 pub use metadata::Lookups;
 pub use producer::{AckCollector, Outcome, ProducerManager};

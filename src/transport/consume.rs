@@ -22,6 +22,7 @@ pub(super) async fn start(
     request: Request<Streaming<proto::ConsumeRequest>>,
 ) -> Result<ConsumeStream, Status> {
     let deadline = Deadline::of(&request);
+    let share = subscribe::share_of(&request);
     let mut requests = request.into_inner();
     let first = deadline::within(deadline, "the first ConsumeRequest arrived", async {
         Ok::<_, crate::Error>(requests.message().await)
@@ -41,7 +42,7 @@ pub(super) async fn start(
     if subscribe.ack_mode == proto::AckMode::Unspecified as i32 {
         subscribe.ack_mode = proto::AckMode::Client as i32;
     }
-    let (handle, responses) = subscribe::open(&consumers, deadline, subscribe).await?;
+    let (handle, responses) = subscribe::open(&consumers, &share, deadline, subscribe).await?;
     let (rejections, rejected) = mpsc::channel(16);
     tokio::spawn(apply_acks(requests, handle, rejections));
     // The stream ends with the subscription; rejected acks join it meanwhile.

@@ -2,7 +2,7 @@
 //! as responses.
 
 use super::{convert, deadline, deadline::Deadline, proto};
-use crate::kafka::{ConsumerManager, Subscription, SubscriptionHandle};
+use crate::kafka::{ConsumerManager, ConsumerShare, Subscription, SubscriptionHandle};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use tonic::Status;
@@ -11,10 +11,21 @@ use tonic::Status;
 pub type SubscribeStream =
     Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>>;
 
-/// Validates `request` and starts its subscription within the client's deadline;
-/// returns the handle for commands and the subscription's events as responses.
+/// The share of consumers of the connection `request` came on (the HTTP/2 server
+/// puts it in every request's extensions).
+pub(super) fn share_of<T>(request: &tonic::Request<T>) -> ConsumerShare {
+    request
+        .extensions()
+        .get::<ConsumerShare>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Validates `request` and starts its subscription within the client's deadline,
+/// in `share`; returns the handle for commands and the events as responses.
 pub(super) async fn open(
     consumers: &ConsumerManager,
+    share: &ConsumerShare,
     deadline: Option<Deadline>,
     request: proto::SubscribeRequest,
 ) -> Result<(SubscriptionHandle, SubscribeStream), Status> {
@@ -23,7 +34,7 @@ pub(super) async fn open(
     let (handle, subscription) = deadline::within(
         deadline,
         "the subscription started",
-        consumers.subscribe(spec),
+        consumers.subscribe(spec, share),
     )
     .await?;
     Ok((handle, responses(subscription, batch)))

@@ -38,8 +38,9 @@ impl proto::subscriber_service_server::SubscriberService for Subscriber {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         let deadline = Deadline::of(&request);
+        let share = subscribe::share_of(&request);
         let (_, responses) =
-            subscribe::open(&self.consumers, deadline, request.into_inner()).await?;
+            subscribe::open(&self.consumers, &share, deadline, request.into_inner()).await?;
         Ok(Response::new(Box::pin(DeadlineStream::new(
             responses, deadline,
         ))))

@@ -449,6 +449,43 @@ async fn subscriptions_past_the_cap_are_resource_exhausted() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn one_connection_holds_only_its_share_of_consumers() {
+    let gw = TestGateway::start(&["--max-subscriptions-per-connection", "2"]).await;
+    let topic = topic(1).await;
+    let earliest = || partitions_request(&topic, StartPosition::Earliest);
+    let mut greedy = gw.subscriber().await;
+    let first = subscribe(&mut greedy, earliest()).await;
+    let _second = subscribe(&mut greedy, earliest()).await;
+    let status = greedy.subscribe(earliest()).await.expect_err("refused");
+    let got = details(&status);
+    got.assert_is(Code::ResourceExhausted, "OVERLOADED");
+    assert_eq!(got.metadata["limit"], "2");
+    assert!(got.retry_after.is_some(), "{got:?}");
+    assert!(
+        status
+            .message()
+            .contains("--max-subscriptions-per-connection"),
+        "{status:?}"
+    );
+    // Another connection has a share of its own.
+    let mut other = gw.subscriber().await;
+    let _theirs = subscribe(&mut other, earliest()).await;
+    // Ending a stream gives its place back to its connection.
+    drop(first);
+    let reopened = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if greedy.subscribe(earliest()).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(reopened.is_ok(), "the place of the ended stream came back");
+    gw.stop().await;
+}
+
 /// What the standard details of an error status say.
 #[derive(Debug)]
 struct Details {

@@ -11,9 +11,11 @@ mod fanout;
 mod offsets;
 mod pump;
 mod readahead;
+mod share;
 mod subscription;
 mod task;
 
+pub use share::ConsumerShare;
 pub use subscription::{Subscription, SubscriptionHandle};
 
 use super::{
@@ -95,15 +97,22 @@ impl ConsumerManager {
     /// resolved, before this returns: a partition subscription starting at LATEST
     /// sees every record published after it returned.
     /// Returns the stream of its events and a handle for commands while it runs.
+    /// A subscription with a consumer of its own takes a place in `share` (its
+    /// client connection's) for as long as it runs.
     pub async fn subscribe(
         &self,
         spec: SubscriptionSpec,
+        share: &ConsumerShare,
     ) -> Result<(SubscriptionHandle, Subscription), Error> {
-        let subscription = self.open(spec).await?;
+        let subscription = self.open(spec, share).await?;
         Ok((subscription.handle(), subscription))
     }
 
-    async fn open(&self, spec: SubscriptionSpec) -> Result<Subscription, Error> {
+    async fn open(
+        &self,
+        spec: SubscriptionSpec,
+        share: &ConsumerShare,
+    ) -> Result<Subscription, Error> {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
@@ -124,9 +133,12 @@ impl ConsumerManager {
                 start,
                 acks,
             } => {
+                let place = share.take(self.settings.consumer.max_subscriptions_per_connection)?;
                 let slot = self.reserve_slot()?;
-                self.subscribe_group(group_id, topics, start, acks, slot)
-                    .await
+                let subscription = self
+                    .subscribe_group(group_id, topics, start, acks, slot)
+                    .await?;
+                Ok(subscription.holding(place))
             }
             SubscriptionSpec::Partitions {
                 topics,
@@ -145,8 +157,10 @@ impl ConsumerManager {
                         self.stopping.clone(),
                     ));
                 }
+                let place = share.take(self.settings.consumer.max_subscriptions_per_connection)?;
                 let slot = self.reserve_slot()?;
-                self.subscribe_partitions(topics, assignment, slot).await
+                let subscription = self.subscribe_partitions(topics, assignment, slot).await?;
+                Ok(subscription.holding(place))
             }
         }
     }

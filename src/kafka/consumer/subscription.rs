@@ -4,6 +4,7 @@ use super::{
     fanout::FeedReader,
     offsets::CommitTracker,
     readahead::{self, TaggedRecord},
+    share::ShareSlot,
 };
 use crate::{
     domain::{Position, SubscriptionEvent},
@@ -42,6 +43,8 @@ pub struct Subscription {
     ended: bool,
     /// Set once shutdown began; cheaper to read on every poll than the token.
     stopping: Arc<AtomicBool>,
+    /// Its place in its connection's share of consumers, if it has its own.
+    _place: Option<ShareSlot>,
 }
 
 /// Where a subscription's records come from.
@@ -82,7 +85,14 @@ impl Subscription {
             shutdown: Box::pin(shutdown),
             ended: false,
             stopping,
+            _place: None,
         }
+    }
+
+    /// The subscription, holding `place` until it is dropped.
+    pub(super) fn holding(mut self, place: ShareSlot) -> Subscription {
+        self._place = Some(place);
+        self
     }
 
     /// A handle for commands to this subscription while it runs.

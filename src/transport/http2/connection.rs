@@ -7,7 +7,7 @@ use super::{
     respond,
     socket::{Io, Socket, FRAME_BUDGET, READ_PER_TURN},
 };
-use crate::config::ServerConfig;
+use crate::{config::ServerConfig, kafka::ConsumerShare};
 use bytes::Bytes;
 use futures::{future::Either, task::AtomicWaker};
 use http_body::Body;
@@ -99,6 +99,7 @@ pub(super) async fn serve<S, B>(
         h2,
         service,
         info,
+        consumers: ConsumerShare::new(),
         allowance,
         bodies: Vec::new(),
         woken: Arc::new(AtomicWaker::new()),
@@ -128,6 +129,8 @@ struct Connection<S> {
     h2: h2::server::Connection<Socket, Bytes>,
     service: S,
     info: TcpConnectInfo,
+    /// The connection's share of the gateway's consumers, for every stream on it.
+    consumers: ConsumerShare,
     /// Bytes h2 may still read this turn (see [`Socket`]).
     allowance: Arc<AtomicUsize>,
     /// Request bodies the client has not ended yet.
@@ -189,6 +192,7 @@ where
     ) {
         let (mut head, mut stream) = request.into_parts();
         head.extensions.insert(self.info.clone());
+        head.extensions.insert(self.consumers.clone());
         let ended = stream.is_end_stream();
         let signal = BodySignal::new(self.woken.clone());
         let inbox = Arc::new(Inbox::new(ended, signal.clone()));
