@@ -5,7 +5,7 @@ use crate::{
     kafka::{self, Admin, ConsumerManager, KafkaSettings, Lookups, ProducerManager},
     transport::{
         http2,
-        layers::{GrpcOnly, StampArrival},
+        layers::{GrpcOnly, RequestSize, StampArrival},
         proto::{
             publisher_service_server::PublisherServiceServer,
             subscriber_service_server::SubscriberServiceServer, FILE_DESCRIPTOR_SET,
@@ -140,10 +140,11 @@ impl Gateway {
             .add_service(subscriber)
             .prepare();
         // Requests are stamped with their arrival, from which client deadlines
-        // count, and what is not gRPC is refused before anything decodes it.
+        // count, what is not gRPC is refused before anything decodes it, and an
+        // oversized unary request is answered as one.
         let serving = http2::serve(
             listener,
-            StampArrival.layer(GrpcOnly.layer(routes)),
+            StampArrival.layer(GrpcOnly.layer(RequestSize.layer(routes))),
             self.server.clone(),
             self.tls.clone(),
             self.shutdown.clone(),

@@ -653,6 +653,38 @@ async fn acks_and_consume_requests_have_their_reasons() {
 }
 
 #[tokio::test]
+async fn a_unary_request_over_the_size_limit_is_resource_exhausted() {
+    let gw =
+        TestGateway::start(&["--max-request-bytes", "4096", "--max-message-bytes", "1024"]).await;
+    let topic = topic(1).await;
+    let mut publisher = gw.publisher().await;
+    let got = details_of(
+        publisher
+            .publish(proto::PublishRequest {
+                topic: topic.clone(),
+                records: (0..10).map(|_| record(None, &"x".repeat(1000))).collect(),
+            })
+            .await,
+    );
+    got.assert_is(Code::ResourceExhausted, "REQUEST_TOO_LARGE");
+    // An offset out of range keeps OUT_OF_RANGE: only tonic's size answer is mapped.
+    let mut subscriber = gw.subscriber().await;
+    let status = subscriber
+        .subscribe(proto::SubscribeRequest {
+            start_offsets: vec![proto::PartitionOffset {
+                topic: topic.clone(),
+                partition: 0,
+                offset: 1_000,
+            }],
+            ..partitions_request(&topic, StartPosition::Offset)
+        })
+        .await
+        .expect_err("out of range");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn publish_stream_answers_carry_the_reason() {
     let gw =
         TestGateway::start(&["--max-request-bytes", "4096", "--max-message-bytes", "1024"]).await;

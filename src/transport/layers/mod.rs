@@ -5,6 +5,8 @@
 
 mod arrival;
 mod grpc_only;
+mod request_size;
 
 pub use arrival::{Arrival, StampArrival, Stamped};
 pub use grpc_only::{GrpcOnly, GrpcOnlyService};
+pub use request_size::{RequestSize, RequestSizeService};
