@@ -41,7 +41,7 @@ pub struct KafkaConfig {
     /// Any librdkafka property for every Kafka client, as KEY=VALUE; repeat the flag
     /// (or separate with `;` in the environment variable). Applied last, so it
     /// overrides the gateway's own choices: e.g. `security.protocol=SASL_SSL`.
-    #[arg(long = "kafka-config", env = "KAFKA_GATEWAY_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value, value_name = "KEY=VALUE")]
+    #[arg(long = "kafka-config", env = "KAFKA_GATEWAY_KAFKA_CONFIG", hide_env_values = true, value_delimiter = ';', value_parser = parse_key_value, value_name = "KEY=VALUE")]
     pub kafka_config: Vec<(String, String)>,
 }
 

@@ -71,9 +71,18 @@ impl Error {
     /// A client-creation failure; names the offending property when there is one.
     pub fn client(what: &str, err: KafkaError) -> Error {
         match err {
-            KafkaError::ClientConfig(_, description, key, value) => Error::Client(format!(
-                "invalid Kafka client setting {key}={value}: {description} (see --kafka-config)"
-            )),
+            // The value may be a password (and the key a misspelled password key):
+            // it is never repeated, here or in librdkafka's own words.
+            KafkaError::ClientConfig(_, description, key, value) => {
+                let description = if value.is_empty() {
+                    description
+                } else {
+                    description.replace(&value, "(value hidden)")
+                };
+                Error::Client(format!(
+                    "invalid Kafka client setting {key}: {description} (see --kafka-config; values are not shown)"
+                ))
+            }
             other => Error::Client(format!("cannot create the Kafka {what}: {other}")),
         }
     }

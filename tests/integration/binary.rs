@@ -130,3 +130,84 @@ fn bad_configuration_fails_at_start_with_one_clear_line() {
         );
     }
 }
+
+/// A librdkafka password in the environment never shows: not in `--help`, not in
+/// the logs of a run at debug level, not in the error of a start that fails.
+#[tokio::test]
+async fn a_kafka_secret_never_appears_in_help_logs_or_errors() {
+    const SECRET: &str = "hunter2-s3cr3t-value";
+    let secret_setting = format!("sasl.password={SECRET}");
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .env("KAFKA_GATEWAY_KAFKA_CONFIG", &secret_setting)
+        .output()
+        .expect("run --help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("KAFKA_GATEWAY_KAFKA_CONFIG"), "{text}");
+    assert!(!text.contains(SECRET), "--help shows the secret");
+
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--brokers", &brokers()])
+        .env("KAFKA_GATEWAY_KAFKA_CONFIG", &secret_setting)
+        .env("KAFKA_GATEWAY_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let channel = connect_when_listening(endpoint(([127, 0, 0, 1], port).into())).await;
+    let topic = topic(1).await;
+    publish(
+        &mut PublisherServiceClient::new(channel),
+        &topic,
+        numbered(1),
+    )
+    .await;
+    send_signal(child.id(), "TERM");
+    let run = child.wait_with_output().expect("the gateway exits");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(logs.contains("listening"), "{logs}");
+    assert!(!logs.contains(SECRET), "the logs show the secret:\n{logs}");
+
+    let failed = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--brokers", &brokers()])
+        .env(
+            "KAFKA_GATEWAY_KAFKA_CONFIG",
+            format!("{secret_setting};security.protocol=BOGUS"),
+        )
+        .output()
+        .expect("run the binary");
+    let error = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(2), "{error}");
+    assert!(error.contains("security.protocol"), "{error}");
+    assert!(
+        !error.contains(SECRET),
+        "the error shows the secret: {error}"
+    );
+    // A misspelled key, or a secret librdkafka refuses, does not show it either.
+    for setting in [
+        format!("sasl.pasword={SECRET}"),
+        format!("security.protocol={SECRET}"),
+    ] {
+        let failed = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--brokers", &brokers()])
+            .args(["--kafka-config", &setting])
+            .output()
+            .expect("run the binary");
+        let error = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(2), "{error}");
+        assert!(
+            error.contains(setting.split('=').next().unwrap()),
+            "{error}"
+        );
+        assert!(
+            !error.contains(SECRET),
+            "the error shows the secret: {error}"
+        );
+    }
+}
