@@ -24,6 +24,8 @@ use tracing::{error, info};
 pub struct Tls {
     config: TlsConfig,
     current: ArcSwap<rustls::ServerConfig>,
+    /// The files `current` was made from, when it was loaded at start.
+    loaded: Contents,
 }
 
 impl Tls {
@@ -33,10 +35,12 @@ impl Tls {
         if !config.enabled() {
             return Ok(None);
         }
-        let server = Contents::read(config)?.server_config(config)?;
+        let loaded = Contents::read(config)?;
+        let server = loaded.server_config(config)?;
         Ok(Some(Arc::new(Tls {
             config: config.clone(),
             current: ArcSwap::new(server),
+            loaded,
         })))
     }
 
@@ -53,7 +57,7 @@ impl Tls {
     /// Checks the files for changes until `shutdown` fires.
     pub async fn watch(self: Arc<Tls>, shutdown: CancellationToken) {
         // What was loaded, and the last change that could not be used (logged once).
-        let mut loaded = Contents::read(&self.config).ok();
+        let mut loaded = self.loaded.clone();
         let mut refused: Option<Result<Contents, TlsError>> = None;
         let mut ticker = tokio::time::interval(self.config.tls_reload_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,22 +68,28 @@ impl Tls {
                 _ = ticker.tick() => {}
             }
             let read = Contents::read(&self.config);
-            if read.as_ref().ok() == loaded.as_ref() || refused.as_ref() == Some(&read) {
+            if read.as_ref() == Ok(&loaded) || refused.as_ref() == Some(&read) {
                 continue;
             }
-            match read
-                .clone()
-                .and_then(|c| c.server_config(&self.config).map(|s| (c, s)))
-            {
-                Ok((contents, server)) => {
-                    self.current.store(server);
-                    loaded = Some(contents);
-                    refused = None;
-                    info!("TLS certificate files changed; new connections use the new ones");
-                }
+            let refusal = |err: &TlsError| {
+                error!(%err, "TLS certificate files changed but cannot be used; keeping the ones loaded before");
+            };
+            match read {
+                Ok(contents) => match contents.server_config(&self.config) {
+                    Ok(server) => {
+                        self.current.store(server);
+                        loaded = contents;
+                        refused = None;
+                        info!("TLS certificate files changed; new connections use the new ones");
+                    }
+                    Err(err) => {
+                        refusal(&err);
+                        refused = Some(Ok(contents));
+                    }
+                },
                 Err(err) => {
-                    error!(%err, "TLS certificate files changed but cannot be used; keeping the ones loaded before");
-                    refused = Some(read);
+                    refusal(&err);
+                    refused = Some(Err(err));
                 }
             }
         }
